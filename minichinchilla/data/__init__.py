@@ -1,0 +1,1 @@
+"""The data half of the pretraining pipeline: corpus → cleaning → split → tokenizer → batches."""
