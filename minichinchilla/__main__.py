@@ -1,0 +1,42 @@
+"""`python -m minichinchilla <command> [options]` — the course's command line.
+
+Each command lives in its own module with a ``main(argv) -> int``; this file only dispatches,
+so ``python -m minichinchilla train --help`` imports nothing but the training code.
+"""
+import importlib
+import sys
+
+COMMANDS = {
+    "train": ("minichinchilla.train", "pretrain a language model (default: a small model on the built-in corpus)"),
+    "sample": ("minichinchilla.sample", "generate text from a run's latest checkpoint"),
+    "eval": ("minichinchilla.evaluate", "validation loss and perplexity of a run's checkpoint"),
+    "finetune": ("minichinchilla.finetune", "fine-tune a pretrained run on a classification task"),
+    "scaling": ("minichinchilla.scaling.cli", "scaling laws: plan a compute-optimal model, run sweeps"),
+    "bench": ("minichinchilla.bench", "time a training step against PyTorch"),
+    "book": ("minichinchilla.book", "build or serve the course website"),
+    "gradcheck-demo": ("minichinchilla.demo", "check every layer's backward against finite differences"),
+}
+
+
+def usage():
+    lines = ["usage: python -m minichinchilla <command> [options]", "", "commands:"]
+    lines += [f"  {name:<15} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run 'python -m minichinchilla <command> --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return module.main(rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""The decoder-only language model (chapters/05-transformer.md).
+
+Chinchilla, like Gopher, is a decoder-only autoregressive transformer — not the
+encoder-decoder the source article describes. The model is
+
+    x_0   = E[idx] + P[0:T]                              (eq. 5.1)
+    x_l   = Block_l(x_{l-1}),  l = 1..L                   (eq. 5.2)
+    logits = Norm(x_L) E^T        (tied embeddings)       (eq. 5.3)
+
+so p(x_t | x_<t) = softmax(e(x)^T h_t), the pretraining objective of
+chapters/02-softmax-cross-entropy.md, eq. 2.8.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import tensor as ops
+from .backend import asarray, to_numpy
+from .nn import Block, Embedding, Linear, Module, Parameter, init_normal, make_norm
+from .tensor import Tensor, no_grad
+
+ROPE_BASE = 10000.0
+
+
+@dataclass
+class ModelConfig:
+    """The shape of a TransformerLM. `d_ff` defaults to 4·d_model."""
+
+    vocab_size: int
+    seq_len: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_ff: int | None = None
+    norm: str = "layernorm"  # or "rmsnorm" (Gopher and Chinchilla used RMSNorm)
+    activation: str = "gelu"  # or "relu" (the source article's FFN)
+    tie_embeddings: bool = True
+    pos_encoding: str = "learned"  # or "rope"
+    dtype: str = "float32"  # "float64" for gradient checks
+
+    def __post_init__(self):
+        for name in ("vocab_size", "seq_len", "d_model", "n_layers", "n_heads"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"ModelConfig: d_model ({self.d_model}) must be divisible by "
+                             f"n_heads ({self.n_heads})")
+        if self.d_ff is None:
+            self.d_ff = 4 * self.d_model
+        if self.pos_encoding not in ("learned", "rope"):
+            raise ValueError(f"ModelConfig.pos_encoding must be 'learned' or 'rope', got {self.pos_encoding!r}")
+        if self.pos_encoding == "rope" and (self.d_model // self.n_heads) % 2:
+            raise ValueError("ModelConfig: RoPE needs an even head size (d_model / n_heads)")
+        if self.norm not in ("layernorm", "rmsnorm"):
+            raise ValueError(f"ModelConfig.norm must be 'layernorm' or 'rmsnorm', got {self.norm!r}")
+        if self.activation not in ("gelu", "relu"):
+            raise ValueError(f"ModelConfig.activation must be 'gelu' or 'relu', got {self.activation!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"ModelConfig.dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"ModelConfig: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+
+class TransformerLM(Module):
+    """A GPT-style decoder-only language model. ``logits, loss = model(idx, targets)``."""
+
+    def __init__(self, config: ModelConfig, seed: int = 0):
+        self.config = c = config
+        rng = np.random.default_rng(seed)
+        rope = ROPE_BASE if c.pos_encoding == "rope" else None
+        self.tok_emb = Embedding(c.vocab_size, c.d_model, rng=rng, dtype=c.dtype)
+        self.pos_emb = (Parameter(init_normal(rng, (c.seq_len, c.d_model), 0.02, c.dtype))
+                        if c.pos_encoding == "learned" else None)
+        self.blocks = [Block(c.d_model, c.n_heads, c.d_ff, c.norm, c.activation, c.n_layers,
+                             rope_base=rope, rng=rng, dtype=c.dtype) for _ in range(c.n_layers)]
+        self.norm_f = make_norm(c.norm, c.d_model, c.dtype)
+        self.lm_head = None if c.tie_embeddings else Linear(c.d_model, c.vocab_size, bias=False,
+                                                            rng=rng, dtype=c.dtype)
+
+    # ---- forward ---------------------------------------------------------------------
+    def _check_idx(self, idx):
+        if not hasattr(idx, "dtype") or idx.dtype.kind not in "iu":
+            raise TypeError(f"idx must be an integer array of token ids, got "
+                            f"{getattr(idx, 'dtype', type(idx).__name__)}")
+        if idx.ndim != 2:
+            raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
+        if idx.shape[1] > self.config.seq_len:
+            raise ValueError(f"sequence length {idx.shape[1]} exceeds the model's context "
+                             f"seq_len={self.config.seq_len}")
+
+    def hidden_states(self, idx, key_padding_mask=None):
+        """The final normalised hidden states h_t, shape (B, T, C) — what heads read."""
+        idx = idx.data if isinstance(idx, Tensor) else idx
+        self._check_idx(idx)
+        T = idx.shape[1]
+        x = self.tok_emb(idx)  # (B, T, C)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb[:T]  # (B, T, C) + (T, C)
+        for block in self.blocks:
+            x = block(x, key_padding_mask=key_padding_mask)  # (B, T, C)
+        return self.norm_f(x)  # (B, T, C)
+
+    def logits_from_hidden(self, h):
+        if self.lm_head is not None:
+            return self.lm_head(h)  # (B, T, V)
+        # Tied embeddings: logit_v = e(v)^T h_t (eq. 5.3); E^T is a view, the GEMM reads it transposed.
+        return ops.linear(h, self.tok_emb.weight.T)  # (B, T, V)
+
+    def forward(self, idx, targets=None, key_padding_mask=None, ignore_index=-100):
+        logits = self.logits_from_hidden(self.hidden_states(idx, key_padding_mask))  # (B, T, V)
+        loss = None
+        if targets is not None:
+            targets = targets.data if isinstance(targets, Tensor) else targets
+            if tuple(targets.shape) != logits.shape[:2]:
+                raise ValueError(f"targets must have shape {logits.shape[:2]}, got {tuple(targets.shape)}")
+            loss = ops.cross_entropy(logits, targets, ignore_index=ignore_index)
+        return logits, loss
+
+    # ---- bookkeeping -----------------------------------------------------------------
+    def num_params(self, non_embedding=False):
+        """Parameter count N; a tied embedding is counted once (chapters/05-transformer.md, eq. 5.6).
+
+        ``non_embedding=True`` leaves out the token and position embeddings (and an untied
+        output matrix), as Kaplan et al. count; Chinchilla counts everything.
+        """
+        n = sum(p.size for p in self.parameters())
+        if non_embedding:
+            n -= self.tok_emb.weight.size
+            n -= self.pos_emb.size if self.pos_emb is not None else 0
+            n -= self.lm_head.weight.size if self.lm_head is not None else 0
+        return int(n)
+
+    # ---- generation ------------------------------------------------------------------
+    def _step(self, idx, caches, start):
+        """Run new tokens through the stack with per-block KV caches; logits of the last token."""
+        T = idx.shape[1]
+        x = self.tok_emb(idx)  # (B, T_new, C)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb[start:start + T]
+        for i, block in enumerate(self.blocks):
+            x, caches[i] = block.step(x, caches[i])
+        return self.logits_from_hidden(self.norm_f(x)).data[:, -1, :]  # (B, V)
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, seed=None, use_cache=True,
+                 stream=None):
+        """Sample continuations. Returns (B, T + max_new_tokens) token ids (NumPy int64).
+
+        The model sees at most `seq_len` tokens of context. While the sequence fits, a KV cache
+        makes each new token cost one position's work (eq. 5.8); once the window must slide,
+        every position's embedding changes, so the window is recomputed each step (as the
+        uncached path always does) — both give the same tokens.
+        ``temperature=0`` picks the most likely token; ``top_k`` keeps the k most likely;
+        ``stream(new_ids)`` is called after every step (the CLI prints tokens as they come).
+        """
+        idx = np.asarray(to_numpy(idx.data if isinstance(idx, Tensor) else idx), dtype=np.int64)
+        if idx.ndim != 2 or idx.shape[1] < 1:
+            raise ValueError(f"generate: idx must have shape (B, T) with T >= 1, got {idx.shape}")
+        if temperature < 0:
+            raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
+        if top_k is not None and not (1 <= top_k):
+            raise ValueError(f"generate: top_k must be a positive integer, got {top_k}")
+        rng = np.random.default_rng(seed)
+        L = self.config.seq_len
+        was_training = self.training
+        self.eval()
+        caches, cached_len = None, 0
+        with no_grad():
+            for _ in range(max_new_tokens):
+                if use_cache and idx.shape[1] <= L:
+                    if caches is None:  # prime the cache with the whole prompt
+                        caches = [None] * len(self.blocks)
+                        logits = self._step(asarray(idx), caches, 0)
+                    else:
+                        logits = self._step(asarray(idx[:, -1:]), caches, cached_len)
+                    cached_len = idx.shape[1]
+                else:
+                    window = asarray(idx[:, -L:])
+                    logits = self.logits_from_hidden(self.hidden_states(window)).data[:, -1, :]
+                nxt = sample_next(to_numpy(logits).astype(np.float64), temperature, top_k, rng)
+                idx = np.concatenate([idx, nxt[:, None]], axis=1)
+                if stream is not None:
+                    stream(nxt)
+        self.train(was_training)
+        return idx
+
+
+def sample_next(logits, temperature, top_k, rng):
+    """One token per row from logits (B, V): greedy at temperature 0, else softmax(logits / T)."""
+    if temperature == 0:
+        return logits.argmax(axis=-1)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = np.sort(logits, axis=-1)[:, -top_k][:, None]  # (B, 1) the k-th largest logit
+        logits = np.where(logits < kth, -np.inf, logits)
+    probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    cdf = np.cumsum(probs / probs.sum(axis=-1, keepdims=True), axis=-1)  # (B, V)
+    u = rng.random((logits.shape[0], 1))
+    return np.minimum((cdf < u).sum(axis=-1), logits.shape[-1] - 1)

@@ -1,0 +1,236 @@
+"""Modules with PyTorch's names, so what a learner knows transfers (chapters/05-transformer.md).
+
+A `Module` owns `Parameter`s and sub-modules as plain attributes; `named_parameters()` finds
+them by walking the attributes in the order they were set. Each layer's `forward` is one
+fused autograd node running a hand-derived pair from `minichinchilla.functional`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import tensor as ops
+from .backend import asarray, get_backend, to_numpy
+from .tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module trains: it always requires a gradient."""
+
+    def __init__(self, data, dtype=None, name=None):
+        super().__init__(data, requires_grad=True, dtype=dtype, name=name)
+
+
+def init_normal(rng, shape, std, dtype):
+    """N(0, std^2) drawn with NumPy (the same numbers on CPU and GPU), then put on the backend."""
+    return asarray(rng.normal(0.0, std, size=shape).astype(dtype))
+
+
+class Module:
+    training = True
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError
+
+    # ---- parameter discovery -------------------------------------------------------------
+    def _children(self):
+        for name, value in vars(self).items():
+            if isinstance(value, (Parameter, Module)):
+                yield name, value
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    if isinstance(item, (Parameter, Module)):
+                        yield f"{name}.{i}", item
+
+    def named_parameters(self, prefix="", _seen=None):
+        """(name, Parameter) pairs; a parameter shared by two modules (tied) is listed once."""
+        seen = set() if _seen is None else _seen
+        for name, value in self._children():
+            full = f"{prefix}{name}"
+            if isinstance(value, Parameter):
+                if id(value) not in seen:
+                    seen.add(id(value))
+                    yield full, value
+            else:
+                yield from value.named_parameters(prefix=full + ".", _seen=seen)
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def modules(self):
+        yield self
+        for _, value in self._children():
+            if isinstance(value, Module):
+                yield from value.modules()
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode=True):
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # ---- saving and loading ------------------------------------------------------------------
+    def state_dict(self):
+        """name -> a NumPy copy of the parameter (host memory, ready to save)."""
+        return {name: to_numpy(p.data).copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state):
+        """Copy arrays into the parameters. All-or-nothing: any missing, extra or mis-shaped
+        key raises ValueError listing every problem, and then no parameter is changed."""
+        params = dict(self.named_parameters())
+        missing = sorted(set(params) - set(state))
+        extra = sorted(set(state) - set(params))
+        wrong = [f"{k}: expected {p.shape}, got {tuple(np.shape(state[k]))}"
+                 for k, p in params.items() if k in state and tuple(np.shape(state[k])) != p.shape]
+        if missing or extra or wrong:
+            lines = []
+            if missing:
+                lines.append(f"missing keys: {', '.join(missing)}")
+            if extra:
+                lines.append(f"unexpected keys: {', '.join(extra)}")
+            if wrong:
+                lines.append("shape mismatch: " + "; ".join(wrong))
+            raise ValueError("load_state_dict: nothing was loaded because of\n  " + "\n  ".join(lines))
+        for k, p in params.items():
+            p.data = asarray(state[k], dtype=p.data.dtype)
+            p.grad = None
+
+
+class Linear(Module):
+    """y = x W + b with W of shape (d_in, d_out) — the XW convention of the source article."""
+
+    def __init__(self, d_in, d_out, bias=True, std=0.02, rng=None, dtype="float32"):
+        rng = rng or np.random.default_rng(0)
+        self.weight = Parameter(init_normal(rng, (d_in, d_out), std, dtype))
+        self.bias = Parameter(get_backend().zeros(d_out, dtype=dtype)) if bias else None
+
+    def forward(self, x):
+        return ops.linear(x, self.weight, self.bias)
+
+
+class Embedding(Module):
+    def __init__(self, num_embeddings, dim, std=0.02, rng=None, dtype="float32"):
+        rng = rng or np.random.default_rng(0)
+        self.weight = Parameter(init_normal(rng, (num_embeddings, dim), std, dtype))
+
+    def forward(self, idx):
+        return ops.embedding(idx, self.weight)
+
+
+class LayerNorm(Module):
+    def __init__(self, dim, eps=1e-5, dtype="float32"):
+        xp = get_backend()
+        self.weight = Parameter(xp.ones(dim, dtype=dtype))
+        self.bias = Parameter(xp.zeros(dim, dtype=dtype))
+        self.eps = eps
+
+    def forward(self, x):
+        return ops.layernorm(x, self.weight, self.bias, eps=self.eps)
+
+
+class RMSNorm(Module):
+    def __init__(self, dim, eps=1e-6, dtype="float32"):
+        self.weight = Parameter(get_backend().ones(dim, dtype=dtype))
+        self.eps = eps
+
+    def forward(self, x):
+        return ops.rmsnorm(x, self.weight, eps=self.eps)
+
+
+class MultiHeadAttention(Module):
+    """Causal multi-head self-attention with a fused QKV projection (chapters/03-attention.md)."""
+
+    def __init__(self, d_model, n_heads, causal=True, rope_base=None, out_std=0.02, rng=None,
+                 dtype="float32"):
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        rng = rng or np.random.default_rng(0)
+        xp = get_backend()
+        self.n_heads, self.causal, self.rope_base = n_heads, causal, rope_base
+        self.qkv = Parameter(init_normal(rng, (d_model, 3 * d_model), 0.02, dtype))
+        self.qkv_bias = Parameter(xp.zeros(3 * d_model, dtype=dtype))
+        self.proj = Parameter(init_normal(rng, (d_model, d_model), out_std, dtype))
+        self.proj_bias = Parameter(xp.zeros(d_model, dtype=dtype))
+
+    def forward(self, x, key_padding_mask=None):
+        return ops.attention(x, self.qkv, self.qkv_bias, self.proj, self.proj_bias, self.n_heads,
+                             causal=self.causal, key_padding_mask=key_padding_mask,
+                             rope_base=self.rope_base)
+
+    def step(self, x, kv_cache=None):
+        """Inference on new tokens only, reusing cached keys/values (chapters/05-transformer.md, eq. 5.8)."""
+        from .functional import attention_step
+
+        out, kv_cache = attention_step(x.data, self.qkv.data, self.qkv_bias.data, self.proj.data,
+                                       self.proj_bias.data, self.n_heads, kv_cache=kv_cache,
+                                       rope_base=self.rope_base)
+        return Tensor(out), kv_cache
+
+
+class FeedForward(Module):
+    """FFN(x) = act(x W1 + b1) W2 + b2 (chapters/04-ffn-norm-residual.md, eq. 4.4)."""
+
+    def __init__(self, d_model, d_ff, activation="gelu", out_std=0.02, rng=None, dtype="float32"):
+        if activation not in ("gelu", "relu"):
+            raise ValueError(f"activation must be 'gelu' or 'relu', got {activation!r}")
+        rng = rng or np.random.default_rng(0)
+        xp = get_backend()
+        self.activation = activation
+        self.w1 = Parameter(init_normal(rng, (d_model, d_ff), 0.02, dtype))
+        self.b1 = Parameter(xp.zeros(d_ff, dtype=dtype))
+        self.w2 = Parameter(init_normal(rng, (d_ff, d_model), out_std, dtype))
+        self.b2 = Parameter(xp.zeros(d_model, dtype=dtype))
+
+    def forward(self, x):
+        return ops.ffn(x, self.w1, self.b1, self.w2, self.b2, activation=self.activation)
+
+
+def make_norm(kind, dim, dtype="float32"):
+    if kind == "layernorm":
+        return LayerNorm(dim, dtype=dtype)
+    if kind == "rmsnorm":
+        return RMSNorm(dim, dtype=dtype)
+    raise ValueError(f"norm must be 'layernorm' or 'rmsnorm', got {kind!r}")
+
+
+class Block(Module):
+    """Pre-norm residual block (chapters/04-ffn-norm-residual.md, eq. 4.12):
+
+        x = x + Attention(Norm(x));  x = x + FFN(Norm(x))
+
+    The source article writes X^(l) = FFN(MultiHead(X^(l-1))): no residual path, no norm.
+    Real models add both; chapter 04's notebook shows what goes wrong without them.
+    """
+
+    def __init__(self, d_model, n_heads, d_ff, norm="layernorm", activation="gelu", n_layers=1,
+                 rope_base=None, rng=None, dtype="float32"):
+        rng = rng or np.random.default_rng(0)
+        # GPT-2: the two projections that write into the residual stream get a smaller init,
+        # so the stream's variance does not grow with depth (chapters/05-transformer.md, eq. 5.7).
+        out_std = 0.02 / math.sqrt(2 * n_layers)
+        self.norm1 = make_norm(norm, d_model, dtype)
+        self.attn = MultiHeadAttention(d_model, n_heads, rope_base=rope_base, out_std=out_std,
+                                       rng=rng, dtype=dtype)
+        self.norm2 = make_norm(norm, d_model, dtype)
+        self.ffn = FeedForward(d_model, d_ff, activation, out_std=out_std, rng=rng, dtype=dtype)
+
+    def forward(self, x, key_padding_mask=None):
+        x = x + self.attn(self.norm1(x), key_padding_mask=key_padding_mask)  # (B, T, C)
+        x = x + self.ffn(self.norm2(x))  # (B, T, C)
+        return x
+
+    def step(self, x, kv_cache=None):
+        """Inference with a key/value cache: the same computation as forward, new tokens only."""
+        a, kv_cache = self.attn.step(self.norm1(x), kv_cache)
+        x = x + a
+        return x + self.ffn(self.norm2(x)), kv_cache

@@ -1,0 +1,137 @@
+"""The whole TransformerLM: every parameter's gradient by finite differences, generation, state."""
+import numpy as np
+import pytest
+
+from minichinchilla.gradcheck import numerical_gradient, rel_error
+from minichinchilla.model import ModelConfig, TransformerLM
+from minichinchilla.optim import AdamW
+
+
+def tiny(**kw):
+    base = dict(vocab_size=11, seq_len=6, d_model=8, n_layers=2, n_heads=2, dtype="float64")
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    dict(norm="rmsnorm", activation="relu", tie_embeddings=False, pos_encoding="rope"),
+])
+def test_every_parameter_gradient(rng, kw):
+    model = TransformerLM(tiny(**kw), seed=1)
+    # Scale the init up so gradients are not tiny relative to round-off.
+    for p in model.parameters():
+        p.data = p.data * 10 if p.ndim >= 2 else p.data + 0.1 * rng.standard_normal(p.shape)
+    idx = rng.integers(0, 11, (2, 6))
+    targets = rng.integers(0, 11, (2, 6))
+    targets[1, 2] = -100  # an ignored position
+    mask = np.zeros((2, 6), dtype=bool)
+    mask[1, 4:] = True
+
+    def loss_value():
+        return model(idx, targets, key_padding_mask=mask)[1].data
+
+    model.zero_grad()
+    model(idx, targets, key_padding_mask=mask)[1].backward()
+    for name, p in model.named_parameters():
+        analytic = p.grad.copy()
+        original = p.data
+
+        def f(arr):
+            p.data = arr
+            return loss_value()
+        numeric = numerical_gradient(f, original, np.float64(1.0))
+        p.data = original
+        err = rel_error(analytic, numeric)
+        assert err < 1e-7, f"{name}: relative error {err:.2e}"
+
+
+def test_tied_embedding_counted_once():
+    cfg = tiny()
+    model = TransformerLM(cfg)
+    names = [n for n, _ in model.named_parameters()]
+    assert names.count("tok_emb.weight") == 1 and len(names) == len(set(names))
+    C, V, T, L, F = cfg.d_model, cfg.vocab_size, cfg.seq_len, cfg.n_layers, cfg.d_ff
+    per_layer = 2 * 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * F + F) + (F * C + C)
+    expected = V * C + T * C + L * per_layer + 2 * C
+    assert model.num_params() == expected
+    assert model.num_params(non_embedding=True) == expected - V * C - T * C
+    untied = TransformerLM(tiny(tie_embeddings=False))
+    assert untied.num_params() == expected + C * V
+
+
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_cached_and_uncached_generation_agree(pos):
+    model = TransformerLM(tiny(pos_encoding=pos, dtype="float32"), seed=3)
+    prompt = np.array([[1, 2, 3], [4, 5, 6]])
+    # 10 new tokens with seq_len 6: the cache is used, then the window slides.
+    a = model.generate(prompt, 10, temperature=1.0, top_k=5, seed=7)
+    b = model.generate(prompt, 10, temperature=1.0, top_k=5, seed=7, use_cache=False)
+    assert a.shape == (2, 13)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a[:, :3], prompt)
+    c = model.generate(prompt, 10, temperature=1.0, top_k=5, seed=8)
+    assert not np.array_equal(a, c)
+
+
+def test_greedy_generation_is_deterministic():
+    model = TransformerLM(tiny(dtype="float32"))
+    out1 = model.generate(np.array([[1]]), 5, temperature=0)
+    out2 = model.generate(np.array([[1]]), 5, temperature=0, seed=123)
+    np.testing.assert_array_equal(out1, out2)
+
+
+def test_overfits_a_sentence():
+    """The stack learns: 150 AdamW steps memorise one short sequence."""
+    cfg = ModelConfig(vocab_size=20, seq_len=12, d_model=32, n_layers=2, n_heads=4)
+    model = TransformerLM(cfg, seed=0)
+    seq = np.array([[3, 7, 1, 9, 4, 4, 12, 0, 5, 8, 2, 11, 6]])
+    opt = AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    for _ in range(150):
+        _, loss = model(seq[:, :-1], seq[:, 1:])
+        model.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+    out = model.generate(seq[:, :1], 11, temperature=0)
+    np.testing.assert_array_equal(out, seq[:, :12])
+
+
+def test_float32_stays_float32(rng):
+    model = TransformerLM(tiny(dtype="float32"))
+    logits, loss = model(rng.integers(0, 11, (2, 6)), rng.integers(0, 11, (2, 6)))
+    assert logits.dtype == np.float32 and loss.dtype == np.float32
+    loss.backward()
+    assert all(p.grad.dtype == np.float32 for p in model.parameters())
+
+
+def test_state_dict_round_trip_and_all_or_nothing():
+    a, b = TransformerLM(tiny(), seed=0), TransformerLM(tiny(), seed=1)
+    b.load_state_dict(a.state_dict())
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+    before = {n: p.data.copy() for n, p in b.named_parameters()}
+    bad = TransformerLM(tiny(), seed=2).state_dict()
+    bad["blocks.0.attn.qkv"] = bad["blocks.0.attn.qkv"][:, :5]
+    del bad["norm_f.bias"]
+    bad["extra.weight"] = np.zeros(3)
+    with pytest.raises(ValueError) as e:
+        b.load_state_dict(bad)
+    msg = str(e.value)
+    assert "missing keys: norm_f.bias" in msg and "extra.weight" in msg and "blocks.0.attn.qkv" in msg
+    for n, p in b.named_parameters():  # nothing was loaded
+        np.testing.assert_array_equal(p.data, before[n])
+
+
+def test_bad_config_and_input():
+    with pytest.raises(ValueError, match="divisible"):
+        ModelConfig(vocab_size=10, seq_len=4, d_model=10, n_layers=1, n_heads=3)
+    with pytest.raises(ValueError, match="pos_encoding"):
+        tiny(pos_encoding="sinusoid")
+    model = TransformerLM(tiny())
+    with pytest.raises(ValueError, match="exceeds"):
+        model(np.zeros((1, 7), dtype=np.int64))
+    with pytest.raises(TypeError, match="integer"):
+        model(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="targets"):
+        model(np.zeros((1, 3), dtype=np.int64), np.zeros((1, 4), dtype=np.int64))
