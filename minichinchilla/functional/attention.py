@@ -89,7 +89,7 @@ def _mask(xp, Tq, Tk, causal, key_padding_mask, past=0):
 
 
 def _attend(q, k, v, mask):
-    """Scores, masks, softmax and weighted sum (chapters/03-attention.md, eqs. 3.2–3.5).
+    """Scores, masks, softmax and weighted sum (chapters/03-attention.md, eq. 3.2 to chapters/03-attention.md, eq. 3.5).
 
     Returns y (B, NH, Tq, hs) and the attention weights P (B, NH, Tq, Tk).
     """
@@ -112,12 +112,14 @@ def _merge_heads(y):
 
 def attention_forward(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_mask=None,
                       rope_base=None):
-    """Multi-head self-attention (chapters/03-attention.md, eqs. 3.1–3.6).
+    """Multi-head self-attention.
 
-    q, k, v = split(x Wqkv + bqkv) into NH heads               (eq. 3.1)
-    S = q k^T / sqrt(hs), masked with -inf                      (eqs. 3.2, 3.3)
-    P = softmax(S) along keys;  y = P v                         (eqs. 3.4, 3.5)
-    out = concat_heads(y) Wo + bo                               (eq. 3.6)
+    q, k, v = split(x Wqkv + bqkv) into NH heads     (chapters/03-attention.md, eq. 3.1)
+    S = q k^T / sqrt(hs)                              (chapters/03-attention.md, eq. 3.2)
+    masked entries of S set to -inf                   (chapters/03-attention.md, eq. 3.3)
+    P = softmax(S) along keys                         (chapters/03-attention.md, eq. 3.4)
+    y = P v                                           (chapters/03-attention.md, eq. 3.5)
+    out = concat_heads(y) Wo + bo                     (chapters/03-attention.md, eq. 3.6)
 
     With `rope_base`, q and k are rotated by RoPE at positions 0..T-1 before the scores
     (chapters/05-transformer.md, eq. 5.4; rotate-half layout, see rope.py).
@@ -149,13 +151,13 @@ def attention_forward(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_m
 
 
 def attention_backward(dout, cache):
-    """Backward of `attention_forward` (chapters/03-attention.md, eqs. 3.7–3.10).
+    """Backward of `attention_forward`.
 
-    dy = dout Wo^T (split into heads);  dP = dy v^T,  dv = P^T dy          (eq. 3.7)
-    dS = P * (dP - rowsum(dP * P))  (the softmax VJP)                      (eq. 3.8)
-    dq = dS k / sqrt(hs),  dk = dS^T q / sqrt(hs)                          (eq. 3.9)
-    then RoPE backward on dq, dk (chapters/05-transformer.md, eq. 5.5), and the
-    QKV projection's backward gives dx, dWqkv, dbqkv                       (eq. 3.10)
+    dy = dout Wo^T split into heads; dP = dy v^T; dv = P^T dy   (chapters/03-attention.md, eq. 3.7)
+    dS = P * (dP - rowsum(dP * P)), the softmax VJP             (chapters/03-attention.md, eq. 3.8)
+    dq = dS k / sqrt(hs);  dk = dS^T q / sqrt(hs)               (chapters/03-attention.md, eq. 3.9)
+    RoPE backward on dq and dk                                  (chapters/05-transformer.md, eq. 5.5)
+    the QKV projection's backward gives dx, dWqkv, dbqkv        (chapters/03-attention.md, eq. 3.10)
 
     Masked entries need no special care: their P is 0, so their dS is 0.
 

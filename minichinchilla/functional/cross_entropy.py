@@ -6,8 +6,9 @@ from ._checks import check_float, check_int
 
 
 def cross_entropy_forward(logits, targets, ignore_index=-100):
-    """Mean negative log-likelihood of the targets (chapters/02-softmax-cross-entropy.md,
-    eq. 2.6), computed with log-sum-exp (eq. 2.5).
+    """Mean negative log-likelihood of the targets (mean over non-ignored
+    targets: chapters/02-softmax-cross-entropy.md, eq. 2.6), computed with log-sum-exp
+    (chapters/02-softmax-cross-entropy.md, eq. 2.5).
 
     loss = (1/N) * sum over valid i of [logsumexp(logits_i) - logits_i[target_i]],
     N = number of targets different from `ignore_index` (padding).

@@ -47,8 +47,8 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
 
 
 def layernorm_backward(dout, cache):
-    """LayerNorm gradients (chapters/04-ffn-norm-residual.md, eq. 4.7 for dx, eq. 4.8 for
-    dgamma, dbeta).
+    """LayerNorm gradients: dx by chapters/04-ffn-norm-residual.md, eq. 4.7; dgamma and
+    dbeta by chapters/04-ffn-norm-residual.md, eq. 4.8.
 
     dn = dout * gamma;  dx = rstd * (dn - mean(dn) - n * mean(dn * n)).
     The two means are the gradient flowing back through the mean and the variance.

@@ -40,7 +40,7 @@ def _softmax_backward_into(dy, y, axis, out=None):
 
 def softmax_forward(x, axis=-1):
     """Softmax along `axis` (chapters/02-softmax-cross-entropy.md, eq. 2.1), computed
-    after subtracting the row max (eq. 2.2).
+    after subtracting the row max (chapters/02-softmax-cross-entropy.md, eq. 2.2).
 
     A slice that is entirely -inf (a fully masked attention row) gives all zeros, not NaN.
 
@@ -60,7 +60,7 @@ def softmax_forward(x, axis=-1):
 def softmax_backward(dout, cache):
     """Vector–Jacobian product of softmax (chapters/02-softmax-cross-entropy.md, eq. 2.4).
 
-    The Jacobian (eq. 2.3) is diag(y) - y y^T; applied to dy it collapses to
+    The Jacobian (chapters/02-softmax-cross-entropy.md, eq. 2.3) is diag(y) - y y^T; applied to dy it collapses to
     y * (dy - <dy, y>), O(n) per row instead of O(n^2).
 
     Inputs:
