@@ -52,7 +52,8 @@ def _cache_path() -> Path:
     return cache_dir() / f"builtin-corpus-py{version}-v{CORPUS_FORMAT_VERSION}.json"
 
 
-def _pydoc_documents() -> list[Document]:
+def pydoc_topic_documents() -> list[Document]:
+    """One document per interactive help topic (``help("for")``), sorted by topic name."""
     from pydoc_data.topics import topics
 
     return [Document(text=topics[name], source=f"pydoc:{name}") for name in sorted(topics)]
@@ -97,7 +98,9 @@ def _docstrings(tree: ast.Module) -> list[tuple[str, str]]:
     return found
 
 
-def _stdlib_documents() -> list[Document]:
+def stdlib_docstring_documents() -> list[Document]:
+    """One document per docstring of at least `MIN_DOCSTRING_CHARS` characters, in sorted
+    module order and source order within a module."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     documents = []
     for module, path in _stdlib_files(stdlib):
@@ -114,7 +117,7 @@ def _stdlib_documents() -> list[Document]:
 
 def build_builtin_documents() -> list[Document]:
     """Build the corpus from scratch (no cache): pydoc topics first, then stdlib docstrings."""
-    return _pydoc_documents() + _stdlib_documents()
+    return pydoc_topic_documents() + stdlib_docstring_documents()
 
 
 def _write_atomically(path: Path, text: str) -> None:
