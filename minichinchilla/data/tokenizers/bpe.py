@@ -89,14 +89,20 @@ def learn_merges(words: list[list[int]], freqs: list[int], num_merges: int) -> l
             new = merge_pair(old, pair, new_id)
             if len(new) == len(old):
                 continue  # `where` is lazy too: the pair left this word in an earlier merge
+            # Net change of this word's pairs: most pairs are far from the merge and
+            # cancel out, so only the few around each merge site touch the global counts.
+            delta: dict[tuple[int, int], int] = defaultdict(int)
+            for p in zip(old, old[1:]):
+                delta[p] -= 1
+            for p in zip(new, new[1:]):
+                delta[p] += 1
             freq = freqs[w]
-            for p in zip(old, old[1:]):  # take the word's old pairs out...
-                pair_counts[p] -= freq
-                changed.add(p)
-            for p in zip(new, new[1:]):  # ...and its new pairs in
-                pair_counts[p] += freq
-                where[p].add(w)
-                changed.add(p)
+            for p, d in delta.items():
+                if d:
+                    pair_counts[p] += d * freq
+                    changed.add(p)
+                    if d > 0:
+                        where[p].add(w)  # only pairs with the new token can be new here
             words[w] = new
         for p in changed:
             if pair_counts[p] > 0:
