@@ -50,6 +50,10 @@ def test_word_vocabulary_and_specials():
 def test_word_pre_tokenisation():
     tok = WordTokenizer.train(TEXT, min_freq=1)
     assert tok.split("Don't panic: 3.14 max_size.") == ["Don't", "panic", ":", "3.14", "max_size", "."]
+    assert tok.split("``x`` -- wait... 3rd (a)") == ["``", "x", "``", "--", "wait", "...", "3", "rd", "(", "a", ")"]
+    dots = WordTokenizer.train("wait... done", min_freq=1)
+    assert dots.decode(dots.encode("wait...   done")) == "wait... done"
+    assert WordTokenizer.train([Document(TEXT, "doc")], min_freq=1).tokens == tok.tokens
 
 
 def test_word_unknowns_are_reported():

@@ -7,8 +7,9 @@ character is a token, so a context window of T tokens sees only T characters.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable
+from typing import Any
 
+from minichinchilla.data.tokenizers.base import iter_texts
 from minichinchilla.data.tokenizers.vocab import VocabularyTokenizer, build_vocabulary
 
 
@@ -19,17 +20,16 @@ class CharTokenizer(VocabularyTokenizer):
     piece_kind = "characters"
 
     @classmethod
-    def train(cls, texts: str | Iterable[str], min_freq: int = 1,
+    def train(cls, texts: Any, min_freq: int = 1,
               max_size: int | None = None) -> "CharTokenizer":
-        """Build the vocabulary from ``texts`` (one string or many).
+        """Build the vocabulary from ``texts`` (a string, or strings or `Document`s).
 
         Inputs:
             min_freq: keep characters seen at least this many times.
             max_size: at most this many ids, specials included (most frequent kept).
         """
-        texts = [texts] if isinstance(texts, str) else texts
         counts: Counter = Counter()
-        for text in texts:
+        for text in iter_texts(texts):
             counts.update(text)
         return cls(build_vocabulary(counts, min_freq, max_size))
 
