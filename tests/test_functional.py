@@ -116,7 +116,8 @@ def _ce_reference(logits, targets, ignore_index=-100):
     return nll.mean() if valid.any() else 0.0
 
 
-@pytest.mark.parametrize("shape,ignore", [((4, 7), []), ((2, 3, 5), [(0, 1), (1, 2)]), ((1, 1, 3), []), ((5, 2), [(3,)])])
+@pytest.mark.parametrize("shape,ignore", [((4, 7), []), ((2, 3, 5), [(0, 1), (1, 2)]), ((1, 1, 3), []),
+                                          ((5, 2), [(3,)])])
 def test_cross_entropy_gradcheck(rng, shape, ignore):
     logits = rng.standard_normal(shape) * 2
     targets = rng.integers(0, shape[-1], size=shape[:-1])
@@ -451,10 +452,13 @@ def _ops(rng):
     kpm = np.array([[True, False, False], [False, False, False]])
     return [
         ("linear", F.linear_forward, [x3, rng.standard_normal((4, 5)), rng.standard_normal(5)], {}, F.linear_backward),
-        ("embedding", F.embedding_forward, [np.array([[1, 1, 0]]), rng.standard_normal((3, 4))], {}, F.embedding_backward),
+        ("embedding", F.embedding_forward, [np.array([[1, 1, 0]]), rng.standard_normal((3, 4))], {},
+         F.embedding_backward),
         ("softmax", F.softmax_forward, [x3], {"axis": 1}, F.softmax_backward),
-        ("cross_entropy", F.cross_entropy_forward, [x3, np.array([[0, 3, -100], [1, 2, 2]])], {}, F.cross_entropy_backward),
-        ("layernorm", F.layernorm_forward, [x3, rng.standard_normal(4), rng.standard_normal(4)], {}, F.layernorm_backward),
+        ("cross_entropy", F.cross_entropy_forward, [x3, np.array([[0, 3, -100], [1, 2, 2]])], {},
+         F.cross_entropy_backward),
+        ("layernorm", F.layernorm_forward, [x3, rng.standard_normal(4), rng.standard_normal(4)], {},
+         F.layernorm_backward),
         ("rmsnorm", F.rmsnorm_forward, [x3, rng.standard_normal(4)], {}, F.rmsnorm_backward),
         ("relu", F.relu_forward, [x3], {}, F.relu_backward),
         ("gelu", F.gelu_forward, [x3], {}, F.gelu_backward),

@@ -144,7 +144,7 @@ def attention_forward(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_m
             raise TypeError("key_padding_mask must be a bool array (True = padding), got "
                             f"{getattr(key_padding_mask, 'dtype', type(key_padding_mask).__name__)}")
         check_shape("key_padding_mask", key_padding_mask, (B, T), f"(B, T) for x of shape {tuple(x.shape)}")
-    q, k, v, cache_qkv, rope_cache, scale = _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, 0)
+    q, k, v, cache_qkv, rope_cache, scale = _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, 0)  # (B, NH, T, hs) each
     y, P = _attend(q, k, v, _mask(xp, T, T, causal, key_padding_mask))  # (B, NH, T, hs), (B, NH, T, T)
     out, cache_o = linear_forward(_merge_heads(y), Wo, bo)  # (B, T, C)
     return out, (cache_qkv, cache_o, q, k, v, P, rope_cache, scale, NH)
