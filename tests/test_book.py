@@ -1,0 +1,584 @@
+"""The course as a static, offline book (minichinchilla/book.py).
+
+Two kinds of check:
+
+* build checks on a small SAMPLE repository made in a temporary folder (two chapters, a
+  notebook with a figure, a fake package, instructor assignments and a fake release
+  command): broken links, notebooks without a title and broken cross-references fail the
+  build, instructor solutions are never published, nothing is loaded from another host;
+* browser checks: headless Chromium opens the built book (the sample one, and the real one
+  built from this repository) from a local HTTP server and checks every chapter, notebook
+  and assignment page: no console errors, math typeset by the local MathJax, every image
+  loads, every internal link resolves, search works, and no request leaves localhost.
+  A screenshot of one chapter is saved to _build/artifacts/chapter-screenshot.png.
+
+Needs requirements-docs.txt (Sphinx, MyST-NB, sphinx-book-theme, a local MathJax, Selenium)
+and, for the browser checks, Debian's chromium + chromium-driver; skips where they are absent.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import importlib.util
+import json
+import re
+import shutil
+import struct
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from pathlib import Path
+
+import pytest
+
+from minichinchilla import book
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "_build" / "artifacts"
+
+_missing_docs = [m for m in ("sphinx", "myst_nb", "sphinx_book_theme", "sphinx_copybutton")
+                 if importlib.util.find_spec(m) is None]
+try:
+    book.find_mathjax()
+    _no_mathjax = ""
+except book.BookError as e:
+    _no_mathjax = str(e)
+needs_docs = pytest.mark.skipif(
+    bool(_missing_docs or _no_mathjax),
+    reason=(f"docs packages missing ({', '.join(_missing_docs)}): "
+            "pip install -r requirements-docs.txt" if _missing_docs else _no_mathjax))
+
+
+def _browser_missing() -> str:
+    if importlib.util.find_spec("selenium") is None:
+        return "selenium is not installed: pip install -r requirements-docs.txt"
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not chromium or not driver:
+        return "headless Chromium missing: apt-get install -y chromium chromium-driver"
+    return ""
+
+
+needs_browser = pytest.mark.skipif(bool(_browser_missing()), reason=_browser_missing() or "-")
+
+
+# ----------------------------------------------------------------------------- the sample
+
+
+def _png(w: int = 24, h: int = 16) -> bytes:
+    """A small valid RGB PNG (a gradient), without any imaging library."""
+    rows = b"".join(b"\x00" + bytes(v for x in range(w) for v in (x * 10 % 256, y * 15 % 256, 128))
+                    for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+CH02 = r"""# 02 Softmax and cross-entropy
+
+The softmax turns scores into probabilities,
+
+$$
+y_i = \frac{e^{x_i}}{\sum_j e^{x_j}} \tag{2.1}
+$$
+
+and the cross-entropy of the target $t$ is $\ell = -\log y_t$:
+
+$$
+\ell = -x_t + \log \sum_j e^{x_j}. \tag{2.6}
+$$
+
+The next chapter is [attention](03-attention.md); the code is in
+[`functional/softmax.py`](../minichinchilla/functional/softmax.py#L3).
+
+## Summary
+
+Cross-entropy is the loss of every model in this course.
+"""
+
+CH03 = r"""# 03 Attention
+
+Scaled dot-product attention with a causal mask:
+
+$$
+S = \frac{Q K^\top}{\sqrt{d}} + M, \qquad P = \mathrm{softmax}(S). \tag{3.2}
+$$
+
+```{math}
+:label: eq-pv
+O = P V
+```
+
+An aligned block:
+
+\begin{align}
+dV &= P^\top dO \tag{3.7} \\
+dP &= dO\, V^\top
+\end{align}
+
+![a figure](figures/heatmap.png)
+
+See the [notebook](../notebooks/03-attention.ipynb), the
+[softmax chapter's loss](02-softmax.md#summary), the
+[attention code](../minichinchilla/functional/attention.py), the
+[functional folder](../minichinchilla/functional/) and the [tests](../tests/test_attention.py).
+
+```python
+def attention(q, k, v):  # a code block, not a link: [x](missing.py)
+    return softmax(q @ k.T) @ v
+```
+"""
+
+
+def _nb(cells: list[dict]) -> str:
+    return json.dumps({"cells": cells, "metadata": {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"}}, "nbformat": 4, "nbformat_minor": 5}, indent=1)
+
+
+def _md(src: str, **meta) -> dict:
+    return {"cell_type": "markdown", "id": f"m{abs(hash(src)) % 10**8}", "metadata": meta,
+            "source": src}
+
+
+def _code(src: str, outputs: list[dict], **meta) -> dict:
+    return {"cell_type": "code", "id": f"c{abs(hash(src)) % 10**8}", "metadata": meta,
+            "execution_count": 1, "source": src, "outputs": outputs}
+
+
+NB03 = _nb([
+    _md("# 03 Attention (notebook)\n\nThe weights $P$ of eq. $(3.4)$ — see "
+        "[chapter 3](../chapters/03-attention.md) and "
+        "[`backend.py`](../minichinchilla/backend.py)."),
+    _code("import numpy as np\nprint(np.arange(3))",
+          [{"output_type": "stream", "name": "stdout", "text": "[0 1 2]\n"}]),
+    _code("plt.imshow(P); plt.show()", [{"output_type": "display_data", "metadata": {},
+                                         "data": {"image/png": base64.b64encode(_png()).decode(),
+                                                  "text/plain": "<Figure>"}}]),
+    _md("$$\nP = \\mathrm{softmax}(S) \\tag{3.4}\n$$"),
+])
+
+ASSIGNMENT = _nb([
+    _md("# Assignment 1: softmax\n\nImplement eq. $(2.1)$; compare with "
+        "[the chapter](../../chapters/02-softmax.md)."),
+    _code("def softmax(x):\n    # SOLUTION-SECRET-LINE\n    return np.exp(x) / np.exp(x).sum()",
+          [], tags=["solution"]),
+])
+
+FAKE_RELEASE = '''"""Fake release command for the book test: drops cells tagged "solution"."""
+import json, sys
+from pathlib import Path
+
+def main(argv):
+    assert argv[0] == "release"
+    out = Path(argv[1]); out.mkdir(parents=True, exist_ok=True)
+    src = Path(__file__).resolve().parents[2] / "notebooks" / "assignments"
+    for p in sorted(src.glob("*.ipynb")):
+        nb = json.loads(p.read_text())
+        for c in nb["cells"]:
+            if "solution" in c["metadata"].get("tags", []):
+                c["source"] = "# YOUR CODE HERE\\nraise NotImplementedError"
+        (out / p.name).write_text(json.dumps(nb))
+    return 0
+
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def make_sample_repo(dest: Path, release_command: bool = True) -> Path:
+    """A small repository with the layout of this one, for building a book quickly."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "book", dest / "book")
+    files = {
+        "chapters/02-softmax.md": CH02,
+        "chapters/03-attention.md": CH03,
+        "notebooks/03-attention.ipynb": NB03,
+        "notebooks/assignments/01-softmax.ipynb": ASSIGNMENT,
+        "minichinchilla/__init__.py": '"""Sample package."""\n',
+        "minichinchilla/backend.py": "def get_array_module(x):\n    return None\n",
+        "minichinchilla/functional/__init__.py": "",
+        "minichinchilla/functional/softmax.py": "\n\ndef softmax_forward(x):\n    pass\n",
+        "minichinchilla/functional/attention.py": "def attention_forward(q, k, v):\n"
+                                                  "    '''```not a fence```'''\n",
+        "tests/test_attention.py": "def test_nothing():\n    pass\n",
+    }
+    if release_command:
+        files["minichinchilla/assignments/__init__.py"] = ""
+        files["minichinchilla/assignments/__main__.py"] = FAKE_RELEASE
+    for rel, text in files.items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_text(text, encoding="utf-8")
+    (dest / "chapters" / "figures").mkdir()
+    (dest / "chapters" / "figures" / "heatmap.png").write_bytes(_png(64, 48))
+    return dest
+
+
+# ----------------------------------------------------------------------------- build checks
+
+
+def test_png_helper_is_valid():
+    data = _png(5, 4)
+    assert data.startswith(b"\x89PNG") and struct.unpack(">II", data[16:24]) == (5, 4)
+
+
+@needs_docs
+def test_assemble_rewrites_links_and_keeps_layout(tmp_path):
+    root = make_sample_repo(tmp_path / "repo")
+    src = tmp_path / "src"
+    plan = book.assemble(root, src)
+    assert plan.chapters_toc == ["chapters/02-softmax.md", "chapters/03-attention.md",
+                                 "notebooks/03-attention.ipynb"]
+    ch3 = (src / "chapters/03-attention.md").read_text()
+    assert "](../notebooks/03-attention.ipynb)" in ch3  # unchanged: same layout
+    assert "](../minichinchilla/functional/attention.py.md)" in ch3  # a source page
+    assert "](../minichinchilla/functional/index.md)" in ch3  # a folder listing
+    assert "](../tests/test_attention.py.md)" in ch3
+    assert "[x](missing.py)" in ch3  # code is left alone
+    ch2 = (src / "chapters/02-softmax.md").read_text()
+    assert "](../minichinchilla/functional/softmax.py.md)" in ch2  # #L3 anchor dropped
+    assert (src / "chapters/figures/heatmap.png").is_file()
+    page = (src / "minichinchilla/functional/attention.py.md").read_text()
+    assert page.startswith("# `minichinchilla/functional/attention.py`")
+    assert "````{code-block} python" in page  # fence longer than the ``` inside
+    assert "orphan: true" in (src / "tests/test_attention.py.md").read_text()
+    index = (src / "index.md").read_text()
+    assert index.index("chapters/03-attention\n") < index.index("notebooks/03-attention\n")
+    assert ":caption: Assignments" in index
+    # only the released student version is in the book, never the instructor one
+    released = (src / "notebooks/assignments/01-softmax.ipynb").read_text()
+    assert "SOLUTION-SECRET-LINE" not in released and "YOUR CODE HERE" in released
+    assert (src / "_static/mathjax").is_dir() and (src / "conf.py").is_file()
+
+
+@needs_docs
+def test_assignments_without_release_command_are_not_published(tmp_path):
+    root = make_sample_repo(tmp_path / "repo", release_command=False)
+    src = tmp_path / "src"
+    plan = book.assemble(root, src)
+    assert any("release" in n for n in plan.notices)
+    assert not (src / "notebooks/assignments/01-softmax.ipynb").exists()
+    assert "once the release command" in (src / "notebooks/assignments/index.md").read_text()
+    for p in src.rglob("*"):
+        if p.is_file() and p.suffix in (".md", ".ipynb"):
+            assert "SOLUTION-SECRET-LINE" not in p.read_text(), p
+
+
+@needs_docs
+@pytest.mark.parametrize("bad, message", [
+    ("See [gone](../minichinchilla/functional/gone.py).", "broken link"),
+    ("See ![gone](figures/nope.png).", "broken link"),
+    ("See [escape](../../outside.md).", "outside the repository"),
+])
+def test_broken_link_fails(tmp_path, bad, message):
+    root = make_sample_repo(tmp_path / "repo")
+    (root / "chapters" / "04-ffn.md").write_text(f"# 04 FFN\n\n{bad}\n")
+    with pytest.raises(book.BookError, match=message):
+        book.assemble(root, tmp_path / "src")
+
+
+@needs_docs
+def test_notebook_without_title_fails(tmp_path):
+    root = make_sample_repo(tmp_path / "repo")
+    (root / "notebooks" / "04-ffn.ipynb").write_text(_nb([_md("No heading here.")]))
+    with pytest.raises(book.BookError, match="no title"):
+        book.assemble(root, tmp_path / "src")
+
+
+@needs_docs
+def test_broken_cross_reference_fails_the_build(tmp_path):
+    root = make_sample_repo(tmp_path / "repo")
+    (root / "chapters" / "04-ffn.md").write_text(
+        "# 04 FFN\n\nSee [a missing section](03-attention.md#no-such-section) and "
+        "{eq}`eq-missing`.\n")
+    with pytest.raises(book.BookError) as err:
+        book.build(root=root, out=tmp_path / "site", verbose=False)
+    assert "04-ffn" in str(err.value) and "no-such-section" in str(err.value)
+    assert book.main(["build", "--root", str(root), "--out", str(tmp_path / "site")]) == 1
+
+
+def test_check_site_flags_other_hosts_and_missing_files(tmp_path):
+    (tmp_path / "a.html").write_text(
+        '<script src="https://cdn.example.org/x.js"></script><link rel="stylesheet" '
+        'href="//fonts.example.org/f.css"><a href="b.html">ok</a><a href="gone.html">x</a>'
+        '<a href="https://example.org/">an external link is fine</a><img src="i.png">')
+    (tmp_path / "b.html").write_text("<p>b</p>")
+    (tmp_path / "s.css").write_text("@import url(https://fonts.example.org/x.css);")
+    problems = "\n".join(book.check_site(tmp_path))
+    assert "cdn.example.org" in problems and "fonts.example.org/f.css" in problems
+    assert "missing gone.html" in problems and "missing i.png" in problems
+    assert "s.css" in problems and "example.org/\n" not in problems + "\n"
+    assert "b.html" not in problems
+
+
+# ----------------------------------------------------------------------------- builds
+
+
+@pytest.fixture(scope="session")
+def sample_site(tmp_path_factory):
+    if _missing_docs or _no_mathjax:
+        pytest.skip("docs packages missing")
+    root = make_sample_repo(tmp_path_factory.mktemp("book") / "repo")
+    out = root / "_build" / "book"
+    result = book.build(root=root, out=out, verbose=False)
+    plan_pages = ["chapters/02-softmax.html", "chapters/03-attention.html",
+                  "notebooks/03-attention.html", "notebooks/assignments/01-softmax.html"]
+    return result.out, plan_pages
+
+
+@pytest.fixture(scope="session")
+def real_site():
+    """The book of this repository, built into _build/book (incremental: reuses a build)."""
+    if _missing_docs or _no_mathjax:
+        pytest.skip("docs packages missing")
+    result = book.build(root=REPO, out=REPO / "_build" / "book", verbose=False)
+    plan = book._plan(REPO, REPO / "_build" / "book-src-assignments-probe")
+    shutil.rmtree(REPO / "_build" / "book-src-assignments-probe", ignore_errors=True)
+    pages = [re.sub(r"\.(md|ipynb)$", ".html", p)
+             for p in plan.chapters_toc + plan.assignments_toc]
+    return result.out, pages
+
+
+@needs_docs
+def test_sample_build_is_self_contained(sample_site):
+    out, pages = sample_site
+    for p in pages:
+        assert (out / p).is_file(), p
+    assert (out / "_static/mathjax").is_dir()
+    assert (out / "searchindex.js").is_file() and (out / "search.html").is_file()
+    assert book.check_site(out) == []
+    html = (out / "chapters/03-attention.html").read_text()
+    assert "_static/mathjax/" in html and "cdn.jsdelivr" not in html
+    assert "SOLUTION-SECRET-LINE" not in "".join(p.read_text(errors="replace")
+                                                 for p in out.rglob("*") if p.is_file()
+                                                 and p.suffix in (".html", ".ipynb", ".js",
+                                                                  ".txt", ".md"))
+
+
+@needs_docs
+def test_real_build(real_site):
+    out, pages = real_site
+    assert (out / "index.html").is_file()
+    for p in pages:
+        assert (out / p).is_file(), p
+    assert book.check_site(out) == []
+
+
+# ----------------------------------------------------------------------------- the browser
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if _browser_missing():
+        pytest.skip(_browser_missing())
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = Path(__import__("tempfile").mkdtemp(prefix="book-chromium-"))
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1400,1000",
+                 f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def serve_dir():
+    servers = []
+
+    def start(directory: Path) -> str:
+        handler = functools.partial(_QuietHandler, directory=str(directory))
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}/"
+
+    yield start
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+_STATUS: dict[str, tuple[int, str]] = {}
+
+
+def _fetch(url: str) -> tuple[int, str]:
+    if url not in _STATUS:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                body = r.read().decode("utf-8", "replace") if url.endswith(".html") else ""
+                _STATUS[url] = (r.status, body)
+        except urllib.error.HTTPError as e:
+            _STATUS[url] = (e.code, "")
+    return _STATUS[url]
+
+
+_WAIT_MATH = """
+const done = arguments[arguments.length - 1];
+const t0 = Date.now();
+(function poll() {
+  const nodes = [...document.querySelectorAll('article span.math, article div.math, .bd-article span.math, .bd-article div.math')];
+  const typeset = n => n.querySelector('mjx-container, .MathJax_CHTML, .MathJax, .MathJax_SVG') !== null;
+  const ready = window.MathJax && (window.MathJax.startup ? window.MathJax.startup.promise : null);
+  if (nodes.every(typeset)) { done({n: nodes.length, typeset: nodes.length}); return; }
+  if (Date.now() - t0 > 30000) { done({n: nodes.length, typeset: nodes.filter(typeset).length}); return; }
+  setTimeout(poll, 100);
+})();
+"""
+
+_VISIBLE_TEXT = """
+const a = document.querySelector('article.bd-article') || document.querySelector('article') || document.body;
+const c = a.cloneNode(true);
+c.querySelectorAll('pre, code, script, style, mjx-container, mjx-assistive-mml, .MathJax, .MathJax_Preview, .MJX_Assistive_MathML').forEach(e => e.remove());
+return c.textContent;
+"""
+
+
+def _check_page(driver, base: str, page: str) -> dict:
+    """Open one page and return what is wrong with it (empty lists: nothing)."""
+    driver.get_log("browser")  # drop what earlier pages logged
+    driver.get_log("performance")
+    driver.get(base + page)
+    math = driver.execute_async_script(_WAIT_MATH)
+    time.sleep(0.2)
+    problems: dict[str, list] = {"console": [], "math": [], "images": [], "links": [],
+                                 "hosts": []}
+    for entry in driver.get_log("browser"):
+        if entry["level"] in ("SEVERE", "ERROR"):
+            problems["console"].append(entry["message"])
+    if math["typeset"] != math["n"]:
+        problems["math"].append(f"{math['n'] - math['typeset']} of {math['n']} not typeset")
+    text = driver.execute_script(_VISIBLE_TEXT)
+    for raw in ("$$", "\\tag{", "\\frac", "\\begin{"):
+        if raw in text:
+            i = text.index(raw)
+            problems["math"].append(f"raw {raw!r} in text: …{text[max(0, i - 40):i + 40]}…")
+    for img in driver.execute_script(
+            "return [...document.images].map(i => [i.src, i.complete && i.naturalWidth > 0])"):
+        if not img[1]:
+            problems["images"].append(img[0])
+    hrefs = driver.execute_script(
+        "return [...document.querySelectorAll('a[href]')].map(a => a.href)")
+    for href in sorted(set(hrefs)):
+        if not href.startswith(base):
+            continue
+        url, _, frag = href.partition("#")
+        status, body = _fetch(url)
+        if status != 200:
+            problems["links"].append(f"{href} -> HTTP {status}")
+        elif frag and body and f'id="{urllib.parse.unquote(frag)}"' not in body:
+            problems["links"].append(f"{href} -> no id {frag!r}")
+    urls = set(driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"))
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") == "Network.requestWillBeSent":
+            urls.add(msg["params"]["request"]["url"])
+    host = urllib.parse.urlsplit(base).hostname
+    for u in sorted(urls):
+        parts = urllib.parse.urlsplit(u)
+        if parts.scheme in ("data", "blob", "about", "chrome", "chrome-extension"):
+            continue
+        if parts.hostname not in (host, "localhost", "127.0.0.1"):
+            problems["hosts"].append(u)
+    problems["math_count"] = math["n"]
+    return problems
+
+
+def _assert_pages(driver, base: str, pages: list[str]) -> dict[str, int]:
+    failures, maths = {}, {}
+    for page in ["index.html"] + pages:
+        p = _check_page(driver, base, page)
+        maths[page] = p.pop("math_count")
+        bad = {k: v for k, v in p.items() if v}
+        if bad:
+            failures[page] = bad
+    assert not failures, json.dumps(failures, indent=1)
+    return maths
+
+
+def _search(driver, base: str, term: str) -> list[str]:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(base + "search.html?q=" + urllib.parse.quote(term))
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+        "const s = document.querySelector('#search-results');"
+        "return s && (s.querySelectorAll('li').length > 0 || /match|found|no /i.test("
+        "s.textContent));"))
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#search-results li a')]"
+        ".map(a => a.getAttribute('href'))")
+
+
+@needs_browser
+@needs_docs
+def test_browser_sample_book(browser, serve_dir, sample_site):
+    out, pages = sample_site
+    base = serve_dir(out)
+    maths = _assert_pages(browser, base, pages)
+    assert maths["chapters/03-attention.html"] >= 3 and maths["notebooks/03-attention.html"] >= 2
+    hits = _search(browser, base, "cross-entropy")
+    assert any("02-softmax" in h for h in hits), hits
+    # chapter navigation: the sidebar lists every page, prev/next links follow reading order
+    browser.get(base + "chapters/03-attention.html")
+    nav = browser.execute_script(
+        "return [...document.querySelectorAll('.bd-sidebar-primary a.reference')]"
+        ".map(a => a.getAttribute('href'))")
+    assert any("02-softmax" in h for h in nav) and any("assignments" in h for h in nav), nav
+    nxt = browser.execute_script(
+        "const a = document.querySelector('a.right-next'); return a && a.getAttribute('href')")
+    assert nxt and "notebooks/03-attention" in nxt
+
+
+@needs_browser
+@needs_docs
+def test_browser_real_book(browser, serve_dir, real_site):
+    out, pages = real_site
+    base = serve_dir(out)
+    _assert_pages(browser, base, pages)
+    chapters = [p for p in pages if p.startswith("chapters/")]
+    searched = any("cross-entropy" in (REPO / p.replace(".html", ".md")).read_text().lower()
+                   for p in chapters)
+    if searched:
+        hits = _search(browser, base, "cross-entropy")
+        assert hits, "search for cross-entropy found nothing"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = chapters[min(3, len(chapters) - 1)] if chapters else "index.html"
+    browser.get(base + shot)
+    browser.execute_async_script(_WAIT_MATH)
+    browser.save_screenshot(str(ARTIFACTS / "chapter-screenshot.png"))
+    assert (ARTIFACTS / "chapter-screenshot.png").stat().st_size > 10_000
+
+
+@needs_browser
+@needs_docs
+def test_browser_sample_screenshot(browser, serve_dir, sample_site):
+    """A screenshot of a sample chapter too: useful while the real chapters are few."""
+    out, _ = sample_site
+    base = serve_dir(out)
+    browser.get(base + "chapters/03-attention.html")
+    browser.execute_async_script(_WAIT_MATH)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "sample-chapter-screenshot.png"))
+    assert (ARTIFACTS / "sample-chapter-screenshot.png").stat().st_size > 10_000
