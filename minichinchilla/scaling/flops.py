@@ -235,8 +235,9 @@ def _shape(config):
 
 
 def params_count(config):
-    """Parameters of a GPT-2-style pre-norm decoder described by `config` (the count of chapter 05,
-    eq. 5.6; duck-typed: reads attributes by name).
+    """Parameters of a GPT-2-style pre-norm decoder described by `config`
+    (chapters/05-transformer.md, eq. 5.6; duck-typed: reads attributes by name). Agrees exactly
+    with `TransformerLM.num_params()` for every norm / tying / position option.
 
     Inputs:  config with vocab_size V, seq_len T, d_model C, n_layers L, n_heads NH, d_ff F
              (None → 4C), norm ('layernorm': weight+bias; 'rmsnorm': weight), tie_embeddings,
