@@ -1,7 +1,7 @@
 """llm.c's whole-model check: logits, loss, every parameter gradient and 5 AdamW steps vs PyTorch.
 
-The reference model is written here in plain torch ops from the same weights, so a mismatch
-points at our code, not at a difference in architecture.
+The reference model (minichinchilla/reference_torch.py) is written in plain torch ops from the
+same weights, so a mismatch points at our code, not at a difference in architecture.
 """
 import math
 
@@ -11,36 +11,9 @@ import pytest
 from minichinchilla.gradcheck import rel_error
 from minichinchilla.model import ModelConfig, TransformerLM
 from minichinchilla.optim import AdamW, param_groups_for_decay
+from minichinchilla.reference_torch import torch_model_from
 
 pytestmark = pytest.mark.torch
-
-
-def torch_forward(torch, P, cfg, idx, targets):
-    F = torch.nn.functional
-    B, T = idx.shape
-    C, NH = cfg.d_model, cfg.n_heads
-    hs = C // NH
-
-    def norm(x, prefix):
-        if cfg.norm == "layernorm":
-            return F.layer_norm(x, (C,), P[prefix + ".weight"], P[prefix + ".bias"], eps=1e-5)
-        return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-6) * P[prefix + ".weight"]
-
-    x = P["tok_emb.weight"][idx] + P["pos_emb"][:T]
-    for i in range(cfg.n_layers):
-        pre = f"blocks.{i}."
-        h = norm(x, pre + "norm1")
-        qkv = h @ P[pre + "attn.qkv"] + P[pre + "attn.qkv_bias"]
-        q, k, v = (t.reshape(B, T, NH, hs).transpose(1, 2) for t in qkv.split(C, dim=-1))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        y = y.transpose(1, 2).reshape(B, T, C) @ P[pre + "attn.proj"] + P[pre + "attn.proj_bias"]
-        x = x + y
-        h = norm(x, pre + "norm2")
-        h = F.gelu(h @ P[pre + "ffn.w1"] + P[pre + "ffn.b1"], approximate="tanh")
-        x = x + h @ P[pre + "ffn.w2"] + P[pre + "ffn.b2"]
-    logits = norm(x, "norm_f") @ P["tok_emb.weight"].T
-    loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), targets.reshape(-1), ignore_index=-100)
-    return logits, loss
 
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-7), ("float32", 1e-4)])
@@ -57,7 +30,8 @@ def test_whole_model_matches_pytorch(dtype, tol, norm):
     targets = rng.integers(0, 37, (3, 9))
     targets[0, :2] = -100
 
-    P = {n: torch.tensor(p.data.copy(), requires_grad=True) for n, p in model.named_parameters()}
+    ref = torch_model_from(model)
+    P = ref.named()
     t_idx, t_tgt = torch.tensor(idx), torch.tensor(targets)
     groups = param_groups_for_decay(model, 0.1)
     ours = AdamW(groups, lr=1e-2)
@@ -68,7 +42,7 @@ def test_whole_model_matches_pytorch(dtype, tol, norm):
         logits, loss = model(idx, targets)
         model.zero_grad()
         loss.backward()
-        t_logits, t_loss = torch_forward(torch, P, cfg, t_idx, t_tgt)
+        t_logits, t_loss = ref(t_idx, t_tgt)
         theirs.zero_grad()
         t_loss.backward()
         if step == 0:
