@@ -73,9 +73,9 @@ def committed_rows():
 
 
 def test_committed_sweep_has_enough_finished_runs_with_interior_minima():
+    rows = committed_rows()
     from minichinchilla.scaling.approaches import approach2
 
-    rows = committed_rows()
     assert len(rows) >= 25
     result = approach2(rows)
     inside = [b for b in result.budgets if b.inside]
