@@ -8,9 +8,15 @@ Hoffmann et al. (2022), a synthetic language with a known entropy rate, and comp
 * `synthetic`   — `SyntheticLanguage`, a Markov source whose entropy rate (the true E) is exact
 * `plan`, `cli` — `python -m minichinchilla scaling plan --flops C`
 """
-from .flops import (ParamCount, TABLE_A4, flops_6nd, model_flops, params_count, table_a4_ratios,
+from .approaches import approach1, approach2, approach3, load_results, save_results
+from .fit import bootstrap_fit, fit_parametric
+from .flops import (TABLE_A4, ParamCount, flops_6nd, model_flops, params_count, table_a4_ratios,
                     transformer_flops)
 from .parametric import EPOCH_FIT, PAPER_FIT, ChinchillaFit
+from .plan import plan, suggest_shape
+from .synthetic import SyntheticLanguage
 
-__all__ = ["ParamCount", "TABLE_A4", "flops_6nd", "model_flops", "params_count",
-           "table_a4_ratios", "transformer_flops", "EPOCH_FIT", "PAPER_FIT", "ChinchillaFit"]
+__all__ = ["TABLE_A4", "ParamCount", "flops_6nd", "model_flops", "params_count",
+           "table_a4_ratios", "transformer_flops", "EPOCH_FIT", "PAPER_FIT", "ChinchillaFit",
+           "fit_parametric", "bootstrap_fit", "approach1", "approach2", "approach3",
+           "load_results", "save_results", "SyntheticLanguage", "plan", "suggest_shape"]
