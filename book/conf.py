@@ -50,12 +50,9 @@ if _settings["mathjax_version"] == 3:
     }
 else:  # MathJax 2 (Debian's libjs-mathjax)
     mathjax3_config = None
+    myst_update_mathjax = False  # else MyST writes a MathJax 3 config that MathJax 2 misreads
     mathjax2_config = {
-        "extensions": ["tex2jax.js"],
-        "jax": ["input/TeX", "output/CommonHTML"],
         "TeX": {"extensions": ["AMSmath.js", "AMSsymbols.js"]},
-        "CommonHTML": {"linebreaks": {"automatic": False}},
-        "menuSettings": {"zoom": "None"},
         "showMathMenu": False,
     }
 

@@ -153,6 +153,7 @@ class Plan:
     assignments_toc: list[str] = field(default_factory=list)
     assignments_note: str = ""
     notices: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
     def add(self, doc: Doc) -> Doc:
         self.docs[doc.origin] = doc
@@ -169,28 +170,27 @@ def _release_assignments(root: Path, dest: Path, plan: Plan) -> Path | None:
     instructor = root / ASSIGNMENTS_DIR
     if not instructor.is_dir() or not any(instructor.rglob("*.ipynb")):
         return None
-    has_cmd = (root / "minichinchilla" / "assignments" / "__main__.py").is_file() or (
-        root / "minichinchilla" / "assignments.py"
-    ).is_file()
-    if not has_cmd:
+    pkg = root / "minichinchilla" / "assignments"
+    if (pkg / "__main__.py").is_file():
+        cmd = ["-m", "minichinchilla.assignments", "release", str(dest)]
+    elif (pkg / "cli.py").is_file() and "def main" in _read(pkg / "__init__.py"):
+        cmd = ["-c", "import sys, minichinchilla.assignments as a; "
+                     f"sys.exit(a.main(['release', {str(dest)!r}]))"]
+    else:
         plan.notices.append(
             "assignments: `python -m minichinchilla.assignments release` is not available yet; "
-            "the book shows a placeholder instead of the assignments"
-        )
+            "the book shows a placeholder instead of the assignments")
         plan.assignments_note = (
             "The assignments are published here as student versions (without solutions) once "
-            "the release command `python -m minichinchilla.assignments release` is in place."
-        )
+            "the release command `python -m minichinchilla.assignments release` is in place.")
         return None
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-m", "minichinchilla.assignments", "release", str(dest)],
-        cwd=root, env=env, capture_output=True, text=True,
-    )
+    proc = subprocess.run([sys.executable, *cmd], cwd=root, env=env, capture_output=True,
+                          text=True)
     if proc.returncode != 0:
         raise BookError(
             "releasing the assignments failed (python -m minichinchilla.assignments release "
@@ -226,6 +226,10 @@ def _listing_page(rel: str, entries: list[tuple[str, str]], toctree: bool, orpha
     else:
         lines += [f"- [{label}]({link})" for label, link in entries]
     return "\n".join(lines) + "\n"
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
 def _is_text(path: Path) -> bool:
@@ -390,46 +394,56 @@ def _rewrite(text: str, old: str, new: str) -> str:
 
 
 def _process_links(plan: Plan, doc: Doc, text: str, md, where: str) -> str:
-    """Check every local link in `text` and rewrite those whose target moved."""
-    origin_dir = posixpath.dirname(doc.origin)
-    src_dir = posixpath.dirname(doc.src)
+    """Check every local link in `text` and rewrite those whose target moved.
+    Problems are collected in plan.errors (all of them are reported together)."""
+    rewrites: dict[str, str] = {}
     for kind, url in _links(md, text):
-        if not _is_local(url):
+        if not _is_local(url) or url in rewrites:
             continue
-        parts = urllib.parse.urlsplit(url)
-        path = urllib.parse.unquote(parts.path)
-        if path.startswith("/"):
-            raise BookError(f"{where}: absolute link {url!r}; use a path relative to the file")
-        rel = posixpath.normpath(posixpath.join(origin_dir, path))
-        if rel == ".." or rel.startswith("../"):
-            raise BookError(f"{where}: link {url!r} points outside the repository")
-        if rel.startswith(ASSIGNMENTS_DIR + "/") or rel == ASSIGNMENTS_DIR:
-            if rel not in plan.docs and rel not in plan.assets:
-                fallback = ASSIGNMENTS_DIR + "/index.md"
-                if fallback in plan.docs and (plan.root / rel).exists():
-                    target = fallback  # not released yet: point at the placeholder
-                else:
-                    raise BookError(
-                        f"{where}: link {url!r} points at an assignment that is not in the "
-                        "released (student) set; only released assignments are published")
-            else:
-                target = plan.docs[rel].src if rel in plan.docs else rel
-        elif not (plan.root / rel).exists() and rel not in plan.docs:
-            raise BookError(f"{where}: broken link {url!r} (no file {rel} in the repository)")
-        else:
-            target = _target_for(plan, rel)
-            if kind == "html" and target == rel and rel in plan.assets:
-                plan.html_assets.add(rel)
-        frag = parts.fragment
-        if target.endswith(".md") and target != rel and re.fullmatch(r"L\d+(-L?\d+)?", frag):
-            frag = ""  # GitHub-style line anchors: the source page shows line numbers instead
-        new = posixpath.relpath(target, src_dir or ".")
-        new = urllib.parse.quote(new, safe="/._-~+") + (f"#{frag}" if frag else "")
-        if kind == "html" and target.endswith(".md"):
-            raise BookError(f"{where}: raw-HTML link {url!r} to a page; use Markdown [text](link)")
+        at = text.find(url)
+        line = f"{where}:{text.count(chr(10), 0, at) + 1}" if at >= 0 else where
+        try:
+            rewrites[url] = _resolve_link(plan, doc, kind, url, line)
+        except BookError as e:
+            plan.errors.append(str(e))
+    for url, new in rewrites.items():
         if new != url:
             text = _rewrite(text, url, new)
     return text
+
+
+def _resolve_link(plan: Plan, doc: Doc, kind: str, url: str, where: str) -> str:
+    """The URL a local link must have in the assembled tree (BookError: it is broken)."""
+    parts = urllib.parse.urlsplit(url)
+    path = urllib.parse.unquote(parts.path)
+    if path.startswith("/"):
+        raise BookError(f"{where}: absolute link {url!r}; use a path relative to the file")
+    rel = posixpath.normpath(posixpath.join(posixpath.dirname(doc.origin), path))
+    if rel == ".." or rel.startswith("../"):
+        raise BookError(f"{where}: link {url!r} points outside the repository")
+    if rel.startswith(ASSIGNMENTS_DIR + "/") or rel == ASSIGNMENTS_DIR:
+        if rel in plan.docs:
+            target = plan.docs[rel].src
+        elif rel in plan.assets:
+            target = rel
+        elif (ASSIGNMENTS_DIR + "/index.md") in plan.docs and (plan.root / rel).exists():
+            target = ASSIGNMENTS_DIR + "/index.md"  # not released yet: the placeholder
+        else:
+            raise BookError(f"{where}: link {url!r} points at an assignment that is not in "
+                            "the released (student) set; only released assignments are published")
+    elif not (plan.root / rel).exists() and rel not in plan.docs:
+        raise BookError(f"{where}: broken link {url!r} (no file {rel} in the repository)")
+    else:
+        target = _target_for(plan, rel)
+        if kind == "html" and target == rel and rel in plan.assets:
+            plan.html_assets.add(rel)
+    if kind == "html" and target.endswith(".md"):
+        raise BookError(f"{where}: raw-HTML link {url!r} to a page; use Markdown [text](link)")
+    frag = parts.fragment
+    if target.endswith(".md") and target != rel and re.fullmatch(r"L\d+(-L?\d+)?", frag):
+        frag = ""  # GitHub-style line anchors: the source page shows line numbers instead
+    new = posixpath.relpath(target, posixpath.dirname(doc.src) or ".")
+    return urllib.parse.quote(new, safe="/._-~+") + (f"#{frag}" if frag else "")
 
 
 def _notebook_title(nb: dict) -> bool:
@@ -508,7 +522,7 @@ def _install_mathjax(tree: _Tree) -> dict:
         path = "mathjax/tex-mml-chtml.js"
     else:
         tree.copytree("_static/mathjax", src, skip=("unpacked", "test", "docs"))
-        path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML"
+        path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML"  # HTML-CSS output: Debian ships its fonts
     return {"mathjax_path": path, "mathjax_version": version, "mathjax_from": str(src)}
 
 
@@ -533,7 +547,12 @@ def assemble(root: Path, src: Path, release_dir: Path | None = None) -> Plan:
             break
         for doc in todo:
             done.add(doc.origin)
-            tree.write(doc.src, _render_doc(plan, doc, md))
+            try:
+                tree.write(doc.src, _render_doc(plan, doc, md))
+            except BookError as e:
+                plan.errors.append(str(e))
+    if plan.errors:
+        raise BookError("\n".join(plan.errors))
     for doc in plan.docs.values():  # listings last: their entries are known by now
         if doc.kind == "listing":
             tree.write(doc.src, doc.text or "")

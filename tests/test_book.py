@@ -22,6 +22,7 @@ import functools
 import http.server
 import importlib.util
 import json
+import os
 import re
 import shutil
 import struct
@@ -338,9 +339,11 @@ def real_site():
     """The book of this repository, built into _build/book (incremental: reuses a build)."""
     if _missing_docs or _no_mathjax:
         pytest.skip("docs packages missing")
-    result = book.build(root=REPO, out=REPO / "_build" / "book", verbose=False)
-    plan = book._plan(REPO, REPO / "_build" / "book-src-assignments-probe")
-    shutil.rmtree(REPO / "_build" / "book-src-assignments-probe", ignore_errors=True)
+    root = Path(os.environ.get("BOOK_TEST_ROOT", REPO))  # another checkout, if asked
+    result = book.build(root=root, out=root / "_build" / "book", verbose=False)
+    probe = root / "_build" / "book-src-assignments-probe"
+    plan = book._plan(root, probe)
+    shutil.rmtree(probe, ignore_errors=True)
     pages = [re.sub(r"\.(md|ipynb)$", ".html", p)
              for p in plan.chapters_toc + plan.assignments_toc]
     return result.out, pages
@@ -398,6 +401,7 @@ def browser():
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))
     driver.set_page_load_timeout(60)
+    driver.set_script_timeout(60)  # _WAIT_MATH gives up after 30 s by itself
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
@@ -437,12 +441,19 @@ def _fetch(url: str) -> tuple[int, str]:
 _WAIT_MATH = """
 const done = arguments[arguments.length - 1];
 const t0 = Date.now();
+// Sphinx's math elements (MathJax 2 adds span.math of its own inside them)
+const nodes = () => [...document.querySelectorAll('article .math.notranslate')];
+const typeset = n => n.querySelector('mjx-container, .MathJax_CHTML, .MathJax, .MathJax_SVG') !== null;
+function finish() {
+  const all = nodes();
+  document.fonts.ready.then(() => done({n: all.length, typeset: all.filter(typeset).length}));
+}
 (function poll() {
-  const nodes = [...document.querySelectorAll('article span.math, article div.math, .bd-article span.math, .bd-article div.math')];
-  const typeset = n => n.querySelector('mjx-container, .MathJax_CHTML, .MathJax, .MathJax_SVG') !== null;
-  const ready = window.MathJax && (window.MathJax.startup ? window.MathJax.startup.promise : null);
-  if (nodes.every(typeset)) { done({n: nodes.length, typeset: nodes.length}); return; }
-  if (Date.now() - t0 > 30000) { done({n: nodes.length, typeset: nodes.filter(typeset).length}); return; }
+  const mj = window.MathJax;
+  if (nodes().length === 0 && document.readyState === 'complete') { finish(); return; }
+  if (mj && mj.startup && mj.startup.promise) { mj.startup.promise.then(finish); return; }  // v3
+  if (mj && mj.Hub && mj.Hub.Queue) { mj.Hub.Queue(finish); return; }  // v2
+  if (Date.now() - t0 > 30000) { finish(); return; }
   setTimeout(poll, 100);
 })();
 """
@@ -509,7 +520,9 @@ def _check_page(driver, base: str, page: str) -> dict:
 def _assert_pages(driver, base: str, pages: list[str]) -> dict[str, int]:
     failures, maths = {}, {}
     for page in ["index.html"] + pages:
+        t0 = time.perf_counter()
         p = _check_page(driver, base, page)
+        print(f"{page}: checked in {time.perf_counter() - t0:.1f} s, {p['math_count']} math")
         maths[page] = p.pop("math_count")
         bad = {k: v for k, v in p.items() if v}
         if bad:
@@ -558,7 +571,8 @@ def test_browser_real_book(browser, serve_dir, real_site):
     base = serve_dir(out)
     _assert_pages(browser, base, pages)
     chapters = [p for p in pages if p.startswith("chapters/")]
-    searched = any("cross-entropy" in (REPO / p.replace(".html", ".md")).read_text().lower()
+    root = Path(os.environ.get("BOOK_TEST_ROOT", REPO))
+    searched = any("cross-entropy" in (root / p.replace(".html", ".md")).read_text().lower()
                    for p in chapters)
     if searched:
         hits = _search(browser, base, "cross-entropy")
@@ -569,6 +583,11 @@ def test_browser_real_book(browser, serve_dir, real_site):
     browser.execute_async_script(_WAIT_MATH)
     browser.save_screenshot(str(ARTIFACTS / "chapter-screenshot.png"))
     assert (ARTIFACTS / "chapter-screenshot.png").stat().st_size > 10_000
+    if browser.execute_script(  # and one scrolled to its first display equation
+            "const m = document.querySelector('article div.math.notranslate');"
+            "if (!m) return false; m.scrollIntoView({block: 'center'}); return true;"):
+        time.sleep(0.3)
+        browser.save_screenshot(str(ARTIFACTS / "chapter-math-screenshot.png"))
 
 
 @needs_browser
