@@ -67,7 +67,7 @@ class TrainConfig:
     # ---- optimiser and schedule ----
     lr: float = 3e-3  # peak learning rate
     min_lr_ratio: float = 0.1  # cosine decays to min_lr_ratio * lr (Chinchilla: 10x decay)
-    warmup_steps: int = 30
+    warmup_steps: int = 30  # linear warm-up; capped at half the horizon in short runs
     weight_decay: float = 0.1  # on matrices only; norms and biases are not decayed
     beta1: float = 0.9
     beta2: float = 0.95
@@ -123,9 +123,6 @@ class TrainConfig:
             if self.max_steps != self._steps_for_budget():
                 raise ValueError(f"give max_steps or token_budget, not both (max_steps={self.max_steps}, "
                                  f"token_budget={self.token_budget} = {self._steps_for_budget()} steps)")
-        if self.warmup_steps > self.horizon:
-            raise ValueError(f"warmup_steps ({self.warmup_steps}) is longer than the run "
-                             f"({self.horizon} steps)")
 
     def _steps_for_budget(self):
         return math.ceil(self.token_budget / (self.batch_size * self.seq_len))
@@ -139,6 +136,11 @@ class TrainConfig:
         if self.token_budget is not None:
             return self._steps_for_budget()
         return DEFAULT_MAX_STEPS
+
+    @property
+    def warmup(self) -> int:
+        """Warm-up steps actually used: at most half the run, so a short run still decays."""
+        return min(self.warmup_steps, self.horizon // 2)
 
     @property
     def tokens_per_step(self) -> int:

@@ -136,6 +136,12 @@ def prepare_data(cfg: TrainConfig, tokenizer=None) -> RunData:
     else:
         documents, origin = load_text_documents(cfg.data), repr(cfg.data)
     documents, _ = clean_documents(documents)
+    if cfg.data is None:
+        # The fine-tuning tasks' validation/test docstrings are held out of pretraining, so
+        # fine-tuning is measured on text the language model has never seen.
+        from .finetune.tasks import exclude_heldout
+
+        documents = exclude_heldout(documents)
     if not documents:
         raise ValueError(f"data {origin} has no text left after cleaning")
     if len(documents) >= MIN_DOCS_FOR_DOC_SPLIT:
@@ -371,7 +377,7 @@ def run_training(cfg: TrainConfig, run_dir, *, resume: bool = False, force: bool
         f"n_heads={cfg.n_heads}, context={model.config.seq_len})")
     epochs = horizon * B * T / len(data.train_ids)
     say(f"run: {horizon} steps x {B} x {T} = {horizon * B * T:,} tokens ({epochs:.2f} epochs), "
-        f"lr {cfg.lr:g} (warm-up {cfg.warmup_steps}, cosine to {cfg.min_lr_ratio:g}x), "
+        f"lr {cfg.lr:g} (warm-up {cfg.warmup}, cosine to {cfg.min_lr_ratio:g}x), "
         f"{'resuming at step ' + str(step) + ', ' if resume else ''}out: {run_dir}")
 
     t_last = time.perf_counter()
@@ -417,7 +423,7 @@ def run_training(cfg: TrainConfig, run_dir, *, resume: bool = False, force: bool
                 tick()
                 entry = {"step": step, "train_loss": train_loss, "val_loss": val_loss,
                          "val_ppl": math.exp(min(val_loss, 700.0)),
-                         "lr": cosine_lr(step, horizon, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio),
+                         "lr": cosine_lr(step, horizon, cfg.lr, cfg.warmup, cfg.min_lr_ratio),
                          "tokens": step * B * T, "elapsed": round(elapsed, 3),
                          "tok_per_s": round(window_tokens / window_time, 1) if window_time else None}
                 window_tokens, window_time = 0, 0.0
@@ -437,7 +443,7 @@ def run_training(cfg: TrainConfig, run_dir, *, resume: bool = False, force: bool
             # -- one optimiser step --
             t0 = time.perf_counter()
             x, y = train_stream.sample_batch(rng)  # (B, T), (B, T)
-            lr = cosine_lr(step, horizon, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
+            lr = cosine_lr(step, horizon, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
             for g in optimizer.param_groups:
                 g["lr"] = lr
             _, loss = model(asarray(x), asarray(y))
