@@ -518,7 +518,12 @@ def find_mathjax() -> tuple[Path, int]:
 def _install_mathjax(tree: _Tree) -> dict:
     src, version = find_mathjax()
     if version == 3:
-        tree.copytree("_static/mathjax", src)
+        # the combined component and what it loads on demand (fonts, TeX extensions, the
+        # menu's accessibility parts); not the other combined builds
+        tree.copy("_static/mathjax/tex-mml-chtml.js", src / "tex-mml-chtml.js")
+        for sub in ("input", "output", "ui", "a11y", "sre", "adaptors"):
+            if (src / sub).is_dir():
+                tree.copytree(f"_static/mathjax/{sub}", src / sub, skip=("svg",))
         path = "mathjax/tex-mml-chtml.js"
     else:
         tree.copytree("_static/mathjax", src, skip=("unpacked", "test", "docs"))
