@@ -1,16 +1,13 @@
 """Is the fine-tuning tasks' held-out text really absent from pretraining?
 
 `pretraining_documents(cfg)` returns the documents the pretraining pipeline
-(`minichinchilla.train.prepare_data`) trains on and validates on, by running the pipeline up
-to its document split and capturing what reaches it; `heldout_overlap` counts the held-out
-texts among them. `pretrain_with_holdout(argv)` runs the training CLI with the hold-out
-applied — needed only while the pipeline does not call `exclude_heldout` itself.
+(`minichinchilla.train.prepare_data`) trains and validates on, by running the pipeline up to
+its document split and capturing what reaches it; `heldout_overlap` counts the held-out task
+texts among them (the pipeline calls `tasks.exclude_heldout`, so the answer should be 0).
 """
 from __future__ import annotations
 
-import contextlib
-
-from .tasks import TASK_SEED, exclude_heldout, heldout_texts
+from .tasks import TASK_SEED, heldout_texts
 
 
 class _Captured(Exception):
@@ -51,25 +48,3 @@ def heldout_overlap(cfg=None, seed: int = TASK_SEED) -> int:
     docs = pretraining_documents(cfg)
     held = heldout_texts(seed)
     return sum(d.text in held for split in docs.values() for d in split)
-
-
-@contextlib.contextmanager
-def holdout_applied():
-    """Inside this block the pretraining pipeline reads the built-in corpus without the held-out
-    documents (a no-op once `minichinchilla.train` calls `exclude_heldout` itself)."""
-    from minichinchilla import train as pretrain
-
-    original = pretrain.load_builtin_documents
-    pretrain.load_builtin_documents = lambda *a, **k: exclude_heldout(original(*a, **k))
-    try:
-        yield
-    finally:
-        pretrain.load_builtin_documents = original
-
-
-def pretrain_with_holdout(argv) -> int:
-    """``python -m minichinchilla train ARGV`` with the fine-tuning hold-out applied."""
-    from minichinchilla import train as pretrain
-
-    with holdout_applied():
-        return pretrain.main(list(argv))
