@@ -32,10 +32,26 @@ def test_approach1_recovers_exponent(curves):
     assert r.interior.sum() >= 20 and not r.interior.all()  # the ends are not interior
 
 
+def test_approach1_from_final_points_only():
+    """Without curves: several runs per size, each trained to a different length (two seeds)."""
+    rows = []
+    for seed in (0, 1):
+        for r in simulate_curves_table(PAPER_FIT, np.logspace(7, 10, 31), np.logspace(8, 12, 40),
+                                       noise=1e-3, rng=seed):
+            rows += [dict(r, D=t, loss=l, seed=seed, curve=None) for t, l in r["curve"]]
+    for r in rows:
+        del r["curve"]
+    res = approach1(rows)
+    assert res.a == pytest.approx(PAPER_FIT.a, abs=0.01)
+    assert len(res.runs) == 31
+
+
 def test_approach2_recovers_exponent_and_reports_inside(isoflop):
     r = approach2(isoflop)
     assert r.a == pytest.approx(PAPER_FIT.a, abs=0.005)
     assert r.inside.all() and r.used.all() and len(r.C) == 5
+    assert [b.inside for b in r.budgets] == [True] * 5 and r.budgets[2].C == r.C[2]
+    assert len(r.budgets[0].N) == 9
     # the parabola's vertex is near the true optimum of each budget (the profile is not exactly
     # a parabola in log N, hence a few per cent)
     n_true, _ = PAPER_FIT.compute_optimal(r.C)
@@ -61,6 +77,15 @@ def test_approach3_recovers_exponent(isoflop):
     assert r.a == pytest.approx(PAPER_FIT.a, abs=1e-4)
     n_opt, _ = PAPER_FIT.compute_optimal(1e21)
     assert r.coef_N * 1e21 ** r.a == pytest.approx(n_opt, rel=1e-3)
+
+
+def test_approach2_groups_by_nominal_budget_when_present(isoflop):
+    """Actual 6ND drifts from the nominal budget (whole optimiser steps); C_budget groups exactly."""
+    rng = np.random.default_rng(0)
+    drifted = [dict(r, C_budget=r["C"], C=r["C"] * rng.uniform(0.8, 1.25)) for r in isoflop]
+    r = approach2(drifted)
+    assert len(r.C) == 5 and r.a == pytest.approx(approach2(isoflop).a)
+    assert len(approach2(drifted, budget_col="C").C) > 5  # grouping by drifted C splits budgets
 
 
 def test_all_three_agree_on_dict_of_columns(isoflop):

@@ -49,8 +49,17 @@ def test_deterministic_by_seed():
     assert not np.array_equal(a.sample(5000, rng=7), a.sample(5000, rng=8))
 
 
+def test_alias_tables_reproduce_the_conditional_exactly(lang):
+    V = 64
+    prob, alias = lang.alias_prob, lang.alias_idx  # (V², V)
+    q = prob.copy()
+    rows = np.repeat(np.arange(V * V), V)
+    np.add.at(q, (rows, alias.ravel()), (1.0 - prob).ravel())
+    np.testing.assert_allclose(q / V, lang.P.reshape(V * V, V), atol=1e-14)
+
+
 def test_batches_are_fresh_and_shifted(lang):
-    it = lang.batches(8, 32, rng=0)
+    it = lang.batches(8, 32, rng=0, pool=8)
     x1, y1 = next(it)
     x2, y2 = next(it)
     assert x1.shape == y1.shape == (8, 32) and x1.dtype == np.int64
@@ -62,6 +71,9 @@ def test_batches_are_fresh_and_shifted(lang):
     w2 = lang.sample_streams(8, 33, rng, state=w1[:, -2:])
     np.testing.assert_array_equal(x1, w1[:, :-1])
     np.testing.assert_array_equal(x2, w2[:, :-1])
+    big = lang.batches(8, 32, rng=0)  # default pool: 128 batches per refill, all different
+    seen = {next(big)[0].tobytes() for _ in range(200)}
+    assert len(seen) == 200
     assert x1.min() >= 0 and x1.max() < 64
 
 

@@ -14,7 +14,8 @@ The results table is a list of dicts (one per training run) or a dict of equal-l
 ``N``          parameters (total, embeddings included, as Chinchilla counts)
 ``N_nonembed`` optional: parameters without embeddings (Kaplan's count); use ``n_col="N_nonembed"``
 ``D``          training tokens of the run
-``C``          training FLOPs of the run (nominal IsoFLOP budget or 6·N·D)
+``C``          training FLOPs of the run, 6·N·D (a nominal ``C_budget`` column, if present, is
+               what Approach 2 groups by: integer step counts make 6·N·D drift from it)
 ``loss``       final evaluation loss (nats/token)
 ``n_layers``   ``d_model``, ``seed``: the run's shape and seed (for grouping and plots)
 ``curve``      optional: list of (tokens, loss) evaluation points during training (Approach 1)
@@ -35,7 +36,7 @@ from .fit import bootstrap_fit, fit_parametric
 from .parametric import ChinchillaFit
 
 __all__ = ["approach1", "approach2", "approach3", "Approach1Result", "Approach2Result",
-           "Approach3Result", "plot_approach1", "plot_approach2", "plot_approach3",
+           "Approach3Result", "BudgetOptimum", "plot_approach1", "plot_approach2", "plot_approach3",
            "load_results", "save_results", "as_columns", "power_law_fit",
            "simulate_curves_table", "simulate_isoflop_table"]
 
@@ -153,8 +154,9 @@ def approach1(table, n_col="N", n_grid=60, interior_only=True):
     N_opt(C). Power laws N_opt ∝ C^a, D_opt = C/(6·N_opt) ∝ C^b are fitted by least squares in
     log-log, on interior points only unless `interior_only=False`.
 
-    Columns: `n_col` and `curve`; without a `curve` column each run contributes its final
-    (D, loss) point, which only works when runs of each size were trained to several lengths.
+    Columns: `n_col` and `curve`; without a `curve` column, `D` and `loss`: the final points of
+    all runs of one size (trained to different lengths, as Chinchilla's four cosine horizons per
+    size) become that size's curve.
     Returns: Approach1Result.
     """
     cols = as_columns(table)
@@ -164,10 +166,18 @@ def approach1(table, n_col="N", n_grid=60, interior_only=True):
     if "curve" in cols and all(c is not None for c in cols["curve"]):
         curves = [np.asarray(c, dtype=np.float64).reshape(-1, 2) for c in cols["curve"]]
     else:
-        _require(cols, ["curve" if "D" not in cols else "D", "loss"], who)
+        # no training curves: the final (D, loss) points of runs of the same size, trained to
+        # different lengths, form that size's curve (seeds at the same D are averaged)
+        _require(cols, ["D", "loss"], who + " (without a 'curve' column)")
         D = _positive_column(cols, "D", who)
         L = np.asarray(cols["loss"], dtype=np.float64)
-        curves = [np.array([[d, l]]) for d, l in zip(D, L)]
+        sizes = np.unique(N)
+        curves = []
+        for n in sizes:
+            at = N == n
+            ds = np.unique(D[at])
+            curves.append(np.array([[d, np.mean(L[at & (D == d)])] for d in ds]))
+        N = sizes
     runs = []
     for n, cv in zip(N, curves):
         cv = cv[np.isfinite(cv).all(axis=1) & (cv[:, 0] > 0)]
@@ -209,6 +219,24 @@ def approach1(table, n_col="N", n_grid=60, interior_only=True):
 # ----------------------------------------------------------------------------------------------
 # Approach 2: IsoFLOP profiles
 # ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BudgetOptimum:
+    """One IsoFLOP profile of Approach 2: its budget C, the parabola's vertex N_opt / D_opt /
+    loss_opt, whether the vertex is `inside` the sampled sizes, whether the parabola is `curved`
+    upwards, whether it was `used` in the power-law fit, and the runs' sizes N and losses."""
+
+    C: float
+    N_opt: float
+    D_opt: float
+    loss_opt: float
+    inside: bool
+    curved: bool
+    used: bool
+    parabola: np.ndarray
+    N: np.ndarray
+    loss: np.ndarray
+
+
 @dataclass
 class Approach2Result:
     """Per budget k: C[k], the parabola loss ≈ p[k](log N) (numpy poly1d coefficients, highest
@@ -231,6 +259,15 @@ class Approach2Result:
     points: list = field(repr=False)
     n_col: str = "N"
 
+    @property
+    def budgets(self):
+        """The same numbers, one `BudgetOptimum` per budget (in increasing C)."""
+        return [BudgetOptimum(float(c), float(n), float(d), float(l), bool(i), bool(cu), bool(u),
+                              p, pts[0], pts[1])
+                for c, n, d, l, i, cu, u, p, pts in zip(self.C, self.N_opt, self.D_opt,
+                                                        self.loss_opt, self.inside, self.curved,
+                                                        self.used, self.parabolas, self.points)]
+
 
 def _group_budgets(C, rtol):
     """Group runs whose budgets agree within a relative tolerance; returns a list of index arrays."""
@@ -246,21 +283,25 @@ def _group_budgets(C, rtol):
     return groups
 
 
-def approach2(table, n_col="N", budget_rtol=0.1, inside_only=True):
+def approach2(table, n_col="N", budget_rtol=0.1, inside_only=True, budget_col=None):
     """Approach 2 (chapters/10-scaling-laws.md, eq. 10.6): a parabola per IsoFLOP profile.
 
-    Runs are grouped by budget (`C` within `budget_rtol` of the group's smallest); in each group
+    Runs are grouped by budget (`budget_col` within `budget_rtol` of the group's smallest;
+    default: the nominal `C_budget` column if the table has one, else `C`); in each group
     with ≥ 3 distinct sizes, loss is fitted by least squares as a quadratic in log N; if it opens
     upwards its vertex is N_opt(C). A vertex outside the sampled N range is an extrapolation:
     it is reported (`inside` False) and, with `inside_only`, left out of the power-law fit.
 
-    Columns: `n_col`, `C`, `loss`. Returns: Approach2Result.
+    Columns: `n_col`, `C` (or `budget_col`), `loss`. Returns: Approach2Result (its `budgets`
+    property lists one BudgetOptimum per budget).
     """
     cols = as_columns(table)
     who = "approach2"
-    _require(cols, [n_col, "C", "loss"], who)
+    if budget_col is None:
+        budget_col = "C_budget" if "C_budget" in cols else "C"
+    _require(cols, [n_col, budget_col, "loss"], who)
     N = _positive_column(cols, n_col, who)
-    C = _positive_column(cols, "C", who)
+    C = _positive_column(cols, budget_col, who)
     L = np.asarray(cols["loss"], dtype=np.float64)
     budgets, n_opt, l_opt, inside, curved, parabolas, points = [], [], [], [], [], [], []
     for idx in _group_budgets(C, budget_rtol):

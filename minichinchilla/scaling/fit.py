@@ -394,7 +394,7 @@ class BootstrapResult:
 
 
 def bootstrap_fit(N, D, L, n_boot=200, seed=0, huber_delta=1e-3, level=0.8, extra_starts=8,
-                  maxiter=300):
+                  maxiter=300, **fit_kwargs):
     """Percentile-bootstrap intervals for E, A, B, α, β and the frontier exponents a, b.
 
     Each bootstrap resamples the n points with replacement — written as integer weights
@@ -404,8 +404,9 @@ def bootstrap_fit(N, D, L, n_boot=200, seed=0, huber_delta=1e-3, level=0.8, extr
     grid, to catch a resample whose best basin moved.
 
     Inputs:  N, D, L as in `fit_parametric`;  n_boot ≥ 2;  seed;  level ∈ (0, 1), e.g. 0.8 → the
-             10th–90th percentiles.
-    Returns: BootstrapResult.
+             10th–90th percentiles;  fit_kwargs go to the full-data `fit_parametric`.
+    Returns: BootstrapResult. Measured: 100 bootstraps × 9 starts on 400 points ≈ 5 s on idle
+    cores (24 s with 8 other processes on the 2 cores).
     """
     N, D, L = _check_points(N, D, L)
     if int(n_boot) < 2:
@@ -413,7 +414,7 @@ def bootstrap_fit(N, D, L, n_boot=200, seed=0, huber_delta=1e-3, level=0.8, extr
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     t0 = time.perf_counter()
-    point, info = fit_parametric(N, D, L, huber_delta=huber_delta, return_info=True)
+    point, info = fit_parametric(N, D, L, huber_delta=huber_delta, return_info=True, **fit_kwargs)
     rng = np.random.default_rng(seed)
     n = len(N)
     x, y, l = np.log(N), np.log(D), np.log(L)

@@ -41,6 +41,36 @@ DEFAULT_LEVELS = ((None, 0), (None, 8), (None, None))  # (groups of x_{t-1}, gro
 DEFAULT_WEIGHTS = (0.45, 0.35, 0.20)
 
 
+def _alias_tables(P):
+    """Walker/Vose alias tables for every row of P (R, V) at once.
+
+    Returns prob (R, V) float64 and alias (R, V) int64 such that drawing a column k uniformly and
+    keeping k with probability prob[r, k], else taking alias[r, k], samples exactly from P[r].
+    Each of the V rounds pairs, in every row, one column with less than its 1/V share ("small")
+    with one that has more ("large"): the small column is topped up from the large one."""
+    R, V = P.shape
+    scaled = P * V  # (R, V) share of each column in units of 1/V
+    prob = np.ones((R, V))  # (R, V)
+    alias = np.tile(np.arange(V), (R, 1))  # (R, V)
+    done = np.zeros((R, V), dtype=bool)  # (R, V)
+    rows = np.arange(R)
+    for _ in range(V):
+        small_mask = (scaled < 1.0) & ~done
+        large_mask = (scaled >= 1.0) & ~done
+        active = small_mask.any(axis=1) & large_mask.any(axis=1)  # (R,)
+        if not active.any():
+            break
+        r = rows[active]
+        sm = np.argmax(small_mask[r], axis=1)  # (k,) one small column per row
+        lg = np.argmax(large_mask[r], axis=1)  # (k,) one large column per row
+        prob[r, sm] = scaled[r, sm]
+        alias[r, sm] = lg
+        done[r, sm] = True
+        scaled[r, lg] -= 1.0 - scaled[r, sm]  # the large column gives up what the small lacked
+    # leftovers (exactly 1 up to rounding) keep themselves with probability 1
+    return prob, alias
+
+
 class SyntheticLanguage:
     """An order-2 hierarchical-mixture Markov source with an exactly computable entropy rate.
 
@@ -109,8 +139,7 @@ class SyntheticLanguage:
             key = k1[None, :] * n2 + k2[:, None]  # (V x_{t-2}, V x_{t-1}) row index
             P += w * table[key]  # (V, V, V)
         self.P = P  # (V, V, V)
-        self.cdf = np.cumsum(P.reshape(V * V, V), axis=1)  # (V², V) for inverse-CDF sampling
-        self.cdf[:, -1] = 1.0  # guard against rounding: the last bin always catches u < 1
+        self.alias_prob, self.alias_idx = _alias_tables(P.reshape(V * V, V))  # (V², V) each
         self._pi = None
 
     # -- exact quantities -----------------------------------------------------------------------
@@ -200,11 +229,15 @@ class SyntheticLanguage:
             if state.shape != (B, 2):
                 raise ValueError(f"state must have shape ({B}, 2), got {state.shape}")
             s = state[:, 0] * V + state[:, 1]  # (B,)
-        u = rng.random((T, B))  # (T, B) all uniforms at once
-        cdf = self.cdf
+        # alias method: pick a column k uniformly, keep it with probability prob[s, k], else
+        # take its alias — O(1) work per token instead of scanning a CDF of V entries
+        k = rng.integers(0, V, size=(T, B))  # (T, B)
+        u = rng.random((T, B))  # (T, B)
+        prob = self.alias_prob.reshape(-1)  # (V²·V,)
+        alias = self.alias_idx.reshape(-1)  # (V²·V,)
         for t in range(T):
-            # inverse CDF: the next token is the number of CDF entries below u
-            tok = (cdf[s] < u[t][:, None]).sum(axis=1)  # (B,)
+            cell = s * V + k[t]  # (B,) flat index of (state, column)
+            tok = np.where(u[t] < prob[cell], k[t], alias[cell])  # (B,)
             out[:, t] = tok
             s = (s % V) * V + tok  # new state (x_{t−1}, x_t)
         return out
@@ -223,16 +256,25 @@ class SyntheticLanguage:
         length = -(-n // n_streams) if n else 0
         return self.sample_streams(n_streams, length, rng).reshape(-1)[:n]
 
-    def batches(self, batch_size, seq_len, rng=None):
+    def batches(self, batch_size, seq_len, rng=None, pool=1024):
         """Endless training batches of fresh tokens: yields (x, y), each (B, T) int64, with
-        y[:, t] = x[:, t+1]. Each row continues its own chain from the previous batch, so nothing
-        ever repeats and every window is a stationary draw."""
+        y[:, t] = x[:, t+1].
+
+        Tokens come from a pool of `pool` chains (rounded up to a multiple of B) generated
+        together, because sampling is vectorised over chains: one refill of (pool, T+1) tokens
+        serves pool/B batches, then every chain continues from where it stopped. Nothing repeats
+        and every window is a stationary draw."""
         rng = np.random.default_rng(rng)
+        B, T = int(batch_size), int(seq_len)
+        if B < 1 or T < 1:
+            raise ValueError(f"batch_size and seq_len must be ≥ 1, got {batch_size!r}, {seq_len!r}")
+        P = -(-max(int(pool), B) // B) * B  # chains in the pool, a multiple of B
         state = None
         while True:
-            w = self.sample_streams(batch_size, seq_len + 1, rng, state=state)  # (B, T+1)
+            w = self.sample_streams(P, T + 1, rng, state=state)  # (P, T+1)
             state = w[:, -2:]
-            yield w[:, :-1], w[:, 1:]
+            for i in range(0, P, B):
+                yield w[i:i + B, :-1], w[i:i + B, 1:]  # (B, T), (B, T)
 
     def __repr__(self):
         return (f"SyntheticLanguage(vocab_size={self.vocab_size}, seed={self.seed}, "
