@@ -720,18 +720,17 @@ def _close(what, name, got, expected, rtol=1e-9, atol=1e-15):
 
 
 def adamw_first_step(adamw_step):
-    what = "AdamW first step from m = v = 0, no weight decay"
+    what = "AdamW first step from m = v = 0 (default weight_decay=0.01)"
     r = _rng(34)
     p, g = r.standard_normal(6), r.standard_normal(6)
     m, v = np.zeros(6), np.zeros(6)
-    lr, (b1, b2), eps = 1e-2, (0.9, 0.999), 1e-8
-    p1, m1, v1 = _adamw(adamw_step, what, p, g, m, v, 1, lr=lr, betas=(b1, b2), eps=eps,
-                        weight_decay=0.0)
+    lr, (b1, b2), eps, wd = 1e-2, (0.9, 0.999), 1e-8, 0.01
+    p1, m1, v1 = _adamw(adamw_step, what, p, g, m, v, 1, lr=lr, betas=(b1, b2), eps=eps)
     _close(what, "m", m1, (1 - b1) * g)
     _close(what, "v", v1, (1 - b2) * g * g)
-    # bias correction makes m_hat = g and v_hat = g^2 at t = 1: each weight moves by ~lr
-    _close(what, "p", p1, p - lr * g / (np.abs(g) + eps),
-           rtol=1e-7)
+    # bias correction makes m_hat = g and v_hat = g^2 at t = 1: each weight moves by ~lr, after
+    # the decoupled decay has shrunk it by (1 - lr * wd)
+    _close(what, "p", p1, p * (1 - lr * wd) - lr * g / (np.abs(g) + eps), rtol=1e-7)
     _passed(what)
 
 

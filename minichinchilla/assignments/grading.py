@@ -22,6 +22,7 @@ import csv
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -100,10 +101,9 @@ def merge_submission(instructor, student):
         if gid and nbtools.is_solution(cell) and gid not in present:
             notes.append(f"the solution cell {gid!r} is missing from the submission")
 
+    for i, cell in enumerate(merged):  # nbformat 4.5 ids must be unique: renumber them
+        cell["id"] = f"graded-{i}"
     nb = nbformat.v4.new_notebook(cells=merged, metadata=copy.deepcopy(instructor.metadata))
-    for c in nb.cells:  # nbformat 4.5 ids must be unique; renumber rather than trust the input
-        c.pop("id", None)
-    nb = nbformat.from_dict(json.loads(nbformat.writes(nb)))
     return nb, notes
 
 
@@ -161,7 +161,8 @@ def execute(nb, workdir, cell_timeout=60, notebook_timeout=300):
         iopub_timeout=2,
     )
     deadline = time.monotonic() + notebook_timeout
-    with client.setup_kernel(env=_kernel_env()):
+    # the kernel's own stderr holds only start-up chatter: the cells' output comes over IOPub
+    with client.setup_kernel(env=_kernel_env(), stderr=subprocess.DEVNULL):
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code" or not cell.source.strip():
                 continue

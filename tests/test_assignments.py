@@ -1,0 +1,422 @@
+"""The assignments and their autograder (minichinchilla/assignments, notebooks/assignments).
+
+Two layers of tests:
+
+* fast, in-process: the instructor notebooks' given code and reference solutions are exec'd into a
+  namespace (no kernel) and the checks are run on them and on planted wrong solutions; release
+  and merge are tested on notebook objects;
+* end to end: ONE grading run over a class of submissions (the instructor versions, the released
+  versions, each planted wrong solution, a messy notebook, one that calls the package), and one
+  short-timeout run for an infinite loop and a crashing kernel. Executing notebooks is what costs
+  time, so each case submits only the notebook it needs; missing notebooks are graded instantly.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import pathlib
+import re
+import subprocess
+import sys
+import time
+
+import nbformat
+import numpy as np
+import pytest
+
+from minichinchilla.assignments import checks, nbtools
+from minichinchilla.assignments.exercises import EXERCISES, exercise_of
+from minichinchilla.assignments.grading import grade, merge_submission
+from minichinchilla.assignments.release import release
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "notebooks" / "assignments"
+NOTEBOOKS = sorted(p.name for p in SOURCE.glob("*.ipynb"))
+A1, A2, A3, A4, A5 = NOTEBOOKS
+
+
+def instructor(name):
+    return nbtools.read(SOURCE / name)
+
+
+def cell(nb, gid):
+    return next(c for c in nb.cells if nbtools.grade_id(c) == gid)
+
+
+def edit(nb, gid, old, new):
+    c = cell(nb, gid)
+    assert old in c.source, f"{gid}: {old!r} not in the cell"
+    c.source = c.source.replace(old, new)
+    return nb
+
+
+# ----------------------------------------------------------------------------------------------
+# planted wrong solutions: (grade_id of the solution cell, text replaced, replacement)
+# ----------------------------------------------------------------------------------------------
+PLANTED = {
+    "softmax_diagonal_only": (A1, "ex1_solution", "    dx = y * (dout - inner)",
+                              "    dx = dout * y * (1 - y)"),
+    "embedding_overwrites": (A1, "ex5_solution",
+                             "    np.add.at(dE, idx.reshape(-1), dout.reshape(-1, E_shape[1]))",
+                             "    dE[idx] = dout"),
+    "ffn_transposed_dW": (A2, "ex4_solution", "    dW2 = h.reshape(-1, H).T @ d2",
+                          "    dW2 = d2.T @ h.reshape(-1, H)"),
+    "attention_missing_scale": (A3, "ex6_solution", "    dq = (ds @ k) * scale",
+                                "    dq = ds @ k"),
+    "adamw_l2_decay": (A4, "ex8_solution",
+                       "    p = p * (1.0 - lr * weight_decay)  # decoupled: shrink the weights, not the gradient",
+                       "    g = g + weight_decay * p  # L2: decay through the gradient"),
+}
+# what each planted solution must lose, and a word its failure messages must contain
+PLANTED_LOSS = {
+    "softmax_diagonal_only": ("ex1", None, "off-diagonal"),
+    "embedding_overwrites": ("ex5", None, "SUM"),
+    "ffn_transposed_dW": ("ex4", ["ex4_ffn_2d", "ex4_ffn_3d"], "dW2"),
+    "attention_missing_scale": ("ex6", None, "1/sqrt(hs)"),
+    "adamw_l2_decay": ("ex8", None, "decay"),
+}
+
+
+def planted(name):
+    nb_name, gid, old, new = PLANTED[name]
+    nb = instructor(nb_name)
+    if name == "attention_missing_scale":  # both dQ and dK lose the scale
+        edit(nb, gid, "    dk = (ds.transpose(0, 1, 3, 2) @ q) * scale", "    dk = ds.transpose(0, 1, 3, 2) @ q")
+    return nb_name, edit(nb, gid, old, new)
+
+
+# ----------------------------------------------------------------------------------------------
+# fast tests: the notebook code exec'd in-process
+# ----------------------------------------------------------------------------------------------
+
+def namespace(nb):
+    """Run a notebook's set-up, given and solution cells (not its tests) in a fresh namespace."""
+    ns = {}
+    for c in nb.cells:
+        gid = nbtools.grade_id(c) or ""
+        if c.cell_type == "code" and (gid.endswith("_setup") or gid.endswith("_given")
+                                      or nbtools.is_solution(c)):
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(compile(c.source, gid, "exec"), ns)
+    return ns
+
+
+def graded_calls(nb):
+    """(grade_id, points, visible source) of every graded cell."""
+    out = []
+    for gid, pts, c in nbtools.graded_cells(nb):
+        visible, _ = nbtools._replace_region(c.source, nbtools.BEGIN_HIDDEN, nbtools.END_HIDDEN, [], gid)
+        out.append((gid, pts, c.source, visible))
+    return out
+
+
+def run_cell(ns, source):
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(source, "test", "exec"), dict(ns))
+    except Exception as e:  # noqa: BLE001 — any error is a failed cell, as in the grader
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n != A5])
+def test_reference_solutions_pass_every_graded_cell_in_process(name):
+    nb = instructor(name)
+    ns = namespace(nb)
+    for gid, _, source, _ in graded_calls(nb):
+        assert run_cell(ns, source) is None, gid
+
+
+@pytest.mark.parametrize("name", sorted(PLANTED))
+def test_planted_wrong_solution_fails_its_checks_with_a_named_reason(name):
+    nb_name, nb = planted(name)
+    key, cells, word = PLANTED_LOSS[name]
+    ns = namespace(nb)
+    failed = {}
+    for gid, pts, source, _ in graded_calls(nb):
+        err = run_cell(ns, source)
+        if err:
+            failed[gid] = err
+    wanted = cells or [gid for gid, _, _, _ in graded_calls(nb) if gid.startswith(key + "_")]
+    assert set(wanted) <= set(failed), f"{name}: cells that still pass: {set(wanted) - set(failed)}"
+    assert all(exercise_of(g).key == key for g in failed), f"{name}: other exercises failed: {failed}"
+    assert any(word in m for m in failed.values()), f"{name}: no message mentions {word!r}: {failed}"
+
+
+def test_check_prints_a_verdict_per_subcheck(capsys):
+    ns = namespace(instructor(A1))
+    checks.check("softmax_backward", ns["softmax_backward"], ns["softmax_forward"])
+    out = capsys.readouterr().out
+    assert "6/6 points" in out and out.count("ok    ex1_") == 4
+    _, bad = planted("softmax_diagonal_only")
+    bad_ns = namespace(bad)
+    checks.check("softmax_backward", bad_ns["softmax_backward"], bad_ns["softmax_forward"])
+    out = capsys.readouterr().out
+    assert "0/6 points" in out and "FAIL  ex1_softmax_vector" in out and "worst at index" in out
+    with pytest.raises(ValueError, match="unknown exercise"):
+        checks.check("no_such_thing", print)
+
+
+# ----------------------------------------------------------------------------------------------
+# release
+# ----------------------------------------------------------------------------------------------
+
+def _solution_lines(nb):
+    """Lines inside solution and hidden-test regions that appear nowhere else in the notebook."""
+    inside, outside = set(), set()
+    for c in nb.cells:
+        state = None
+        for line in c.source.split("\n"):
+            s = line.strip()
+            if nbtools.BEGIN_SOLUTION in s or nbtools.BEGIN_HIDDEN in s:
+                state = True
+            elif nbtools.END_SOLUTION in s or nbtools.END_HIDDEN in s:
+                state = None
+            elif state and len(s) > 12:
+                inside.add(s)
+            elif len(s) > 12:
+                outside.add(s)
+    return inside - outside
+
+
+def test_release_writes_student_versions(tmp_path):
+    out = tmp_path / "release"
+    paths = release(out, SOURCE)
+    assert sorted(p.name for p in paths) == NOTEBOOKS
+    for name in NOTEBOOKS:
+        inst, stud = instructor(name), nbtools.read(out / name)
+        text = (out / name).read_text(encoding="utf-8")
+        for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
+            assert marker not in text
+        for line in _solution_lines(inst):
+            assert line not in text, f"{name}: solution or hidden-test text released: {line!r}"
+        assert len(stud.cells) == len(inst.cells)
+        for a, b in zip(inst.cells, stud.cells):
+            assert a.metadata.get("nbgrader") == b.metadata.get("nbgrader")  # metadata kept
+            if b.cell_type == "code":
+                assert b.outputs == [] and b.execution_count is None
+            if nbtools.is_solution(b):
+                assert "# YOUR CODE HERE\n" in b.source and "raise NotImplementedError()" in b.source
+        nbformat.validate(stud)
+
+
+def test_release_matches_nbgraders_rules_on_a_small_notebook():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
+                                  metadata={"nbgrader": {"solution": True, "grade": False, "locked": False,
+                                                         "grade_id": "s", "schema_version": 3}}),
+        nbformat.v4.new_markdown_cell("### BEGIN SOLUTION\nan answer\n### END SOLUTION",
+                                      metadata={"nbgrader": {"solution": True, "grade": False, "locked": False,
+                                                             "grade_id": "m", "schema_version": 3}}),
+        nbformat.v4.new_code_cell("assert f(1) == 2\n### BEGIN HIDDEN TESTS\nassert f(2) == 4\n### END HIDDEN TESTS",
+                                  metadata={"nbgrader": {"solution": False, "grade": True, "locked": True,
+                                                         "points": 1, "grade_id": "t", "schema_version": 3}}),
+    ])
+    out = nbtools.release_notebook(nb)
+    assert out.cells[0].source == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+    assert out.cells[1].source == "YOUR ANSWER HERE"
+    assert out.cells[2].source == "assert f(1) == 2"
+    assert nb.cells[0].source.startswith("def f(x):\n    ### BEGIN")  # the input is unchanged
+    bad = copy.deepcopy(nb)
+    bad.cells[2].metadata["nbgrader"]["grade"] = False
+    with pytest.raises(nbtools.NotebookFormatError, match="hidden tests"):
+        nbtools.release_notebook(bad)
+    bad = copy.deepcopy(nb)
+    bad.cells[0].source = "### BEGIN SOLUTION\nx = 1"
+    with pytest.raises(nbtools.NotebookFormatError, match="without a matching"):
+        nbtools.release_notebook(bad)
+    bad = copy.deepcopy(nb)
+    bad.cells[2].metadata["nbgrader"]["grade_id"] = "s"
+    with pytest.raises(nbtools.NotebookFormatError, match="duplicate grade_id"):
+        nbtools.release_notebook(bad)
+
+
+def test_instructor_notebooks_are_consistent():
+    ids = []
+    for name in NOTEBOOKS:
+        nb = instructor(name)
+        nbtools.validate_instructor(nb, name)
+        ids += [gid for gid, _, _ in nbtools.graded_cells(nb)]
+        for c in nb.cells:  # committed executed, without errors, for nbval
+            if c.cell_type == "code":
+                assert c.execution_count is not None, f"{name}: not executed"
+                assert not any(o.output_type == "error" for o in c.outputs), f"{name}: an error output"
+        for ex in EXERCISES:
+            if ex.notebook == name:
+                assert any(nbtools.grade_id(c) == f"{ex.key}_solution" for c in nb.cells)
+                assert ex.chapter.split("/")[1] in "".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert len(ids) == len(set(ids))
+    assert {exercise_of(g).key for g in ids} == {e.key for e in EXERCISES}
+
+
+def test_cli_release_refuses_a_non_empty_directory_and_grade_needs_submissions(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep.txt").write_text("mine")
+    cmd = [sys.executable, "-m", "minichinchilla.assignments"]
+    r = subprocess.run(cmd + ["release", str(tmp_path / "x")], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode != 0 and "not empty" in r.stderr and (tmp_path / "x" / "keep.txt").exists()
+    r = subprocess.run(cmd + ["grade", str(tmp_path / "nope"), "--out", str(tmp_path / "res")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode != 0 and "does not exist" in r.stderr
+
+
+def test_merge_puts_back_locked_cells_and_strips_fake_graded_cells():
+    inst = instructor(A1)
+    student = nbtools.release_notebook(inst)
+    gid = "ex2_ce_basic"
+    student.cells = [c for c in student.cells if nbtools.grade_id(c) != gid]  # deleted
+    cell(student, "ex1_softmax_vector").source = "pass  # the student's own 'test'"
+    fake = nbformat.v4.new_code_cell("1", metadata={"nbgrader": {"grade": True, "points": 99,
+                                                                 "grade_id": "ex1_bonus", "locked": True,
+                                                                 "solution": False, "schema_version": 3}})
+    student.cells.insert(3, fake)
+    merged, notes = merge_submission(inst, student)
+    gids = [nbtools.grade_id(c) for c in merged.cells]
+    assert gids.count(gid) == 1 and "ex1_bonus" not in gids
+    assert gids.index("ex2_solution") < gids.index(gid) < gids.index("ex2_ce_batched")
+    assert cell(merged, "ex1_softmax_vector").source == cell(inst, "ex1_softmax_vector").source
+    assert any(gid in n and "put back" in n for n in notes)
+    nbformat.validate(merged)
+
+
+# ----------------------------------------------------------------------------------------------
+# end to end: one grading run over a class
+# ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    base = tmp_path_factory.mktemp("class")
+    subs, released = base / "submissions", base / "released"
+    release(released, SOURCE)
+
+    def submit(student, name, nb):
+        d = subs / student
+        d.mkdir(parents=True, exist_ok=True)
+        nbtools.write(nb, d / name)
+
+    for name in NOTEBOOKS:
+        submit("instructor", name, instructor(name))
+        submit("released", name, nbtools.read(released / name))
+    for pname in PLANTED:
+        nb_name, nb = planted(pname)
+        submit(pname, nb_name, nb)
+
+    # messy: a syntax error in one exercise, a deleted test cell, an edited given cell and test
+    messy = instructor(A1)
+    edit(messy, "ex1_solution", "    inner = (dout * y)", "    inner = (dout * y")
+    messy.cells = [c for c in messy.cells if nbtools.grade_id(c) != "ex2_ce_basic"]
+    edit(messy, "ex5_given", "return E[idx]", "return 0 * E[idx]")
+    cell(messy, "ex5_embedding_repeated").source = "pass"
+    messy.cells.insert(2, nbformat.v4.new_code_cell("raise ValueError('a stray error')"))
+    submit("messy", A1, messy)
+
+    # calls the package: softmax from the package namespace, embedding from its module
+    caller = instructor(A1)
+    c = cell(caller, "ex1_solution")
+    c.source = ("from minichinchilla.functional import softmax_backward as _ref\n\n"
+                "def softmax_backward(dout, cache):\n    return _ref(dout, cache)\n")
+    c = cell(caller, "ex5_solution")
+    c.source = ("from minichinchilla.functional.embedding import embedding_backward as _eb\n\n"
+                "def embedding_backward(dout, cache):\n    return _eb(dout, cache)\n")
+    submit("caller", A1, caller)
+
+    (subs / "empty").mkdir()  # submitted nothing
+    out = base / "results"
+    reports = grade(subs, out, SOURCE, cell_timeout=120, notebook_timeout=300, jobs=2,
+                    log=lambda m: None)
+    return reports, out
+
+
+def test_instructor_versions_score_full_marks(graded_class):
+    # graded with the package's implementations switched off: the tests never rely on them
+    reports, _ = graded_class
+    r = reports["instructor"]
+    assert r["total"] == r["max_total"] == 62, json.dumps(r["exercises"], indent=1)[:3000]
+
+
+def test_released_versions_score_zero_without_crashing(graded_class):
+    reports, _ = graded_class
+    r = reports["released"]
+    assert r["total"] == 0 and r["max_total"] == 62
+    assert all(n["status"] == "ok" for n in r["notebooks"].values())
+    msgs = [f["message"] for e in r["exercises"].values() for f in e["failures"]]
+    assert all("not written yet" in m or "NotImplementedError" in m for m in msgs), msgs
+
+
+@pytest.mark.parametrize("name", sorted(PLANTED))
+def test_planted_wrong_solutions_lose_their_points_with_a_named_reason(graded_class, name):
+    reports, _ = graded_class
+    key, cells, word = PLANTED_LOSS[name]
+    ex = reports[name]["exercises"][key]
+    assert ex["points"] < ex["max"]
+    lost = cells or list(ex["cells"])
+    assert all(ex["cells"][g]["points"] == 0 for g in lost), ex["cells"]
+    assert any(word in (f["message"] or "") for f in ex["failures"]), ex["failures"]
+    nb_name = PLANTED[name][0]
+    others = [e for k, e in reports[name]["exercises"].items() if k != key and e["notebook"] == nb_name]
+    assert all(e["points"] == e["max"] for e in others)  # the rest of that notebook is unharmed
+
+
+def test_messy_notebook_gets_the_points_it_earned(graded_class):
+    reports, out = graded_class
+    r = reports["messy"]
+    ex = r["exercises"]
+    assert ex["ex1"]["points"] == 0 and any("SyntaxError" in n for n in ex["ex1"]["notes"])
+    assert ex["ex2"]["points"] == ex["ex2"]["max"]  # the deleted test cell was put back and passes
+    assert ex["ex5"]["points"] == ex["ex5"]["max"]  # the edited given cell and test were restored
+    notes = r["notebooks"][A1]["notes"]
+    assert any("ex2_ce_basic" in n and "put back" in n for n in notes)
+    assert r["notebooks"][A2]["status"] == "missing"
+    assert (out / "messy" / A1).exists()
+
+
+def test_calling_the_package_scores_zero_with_a_note(graded_class):
+    reports, _ = graded_class
+    ex = reports["caller"]["exercises"]
+    for key in ("ex1", "ex5"):
+        assert ex[key]["points"] == 0
+        assert all("disabled during grading" in f["message"] for f in ex[key]["failures"])
+        assert any("package's own implementation" in n for n in ex[key]["notes"])
+    assert ex["ex2"]["points"] == ex["ex2"]["max"]
+
+
+def test_results_files(graded_class):
+    reports, out = graded_class
+    lines = (out / "grades.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert header[0] == "student" and header[-1] == "total" and "ex6_attention_heads" in header
+    rows = {line.split(",")[0]: line.split(",") for line in lines[1:]}
+    assert set(rows) == set(reports) and rows["instructor"][-1] == "62" and rows["empty"][-1] == "0"
+    data = json.loads((out / "instructor.json").read_text())
+    assert data["exercises"]["ex6"]["points"] == 10 and data["exercises"]["ex6"]["max"] == 10
+    assert set(data["exercises"]) == {e.key for e in EXERCISES}
+
+
+def test_infinite_loop_and_dead_kernel_are_graded_without_hanging(tmp_path):
+    subs = tmp_path / "subs"
+    looper = instructor(A2)  # an uninterruptible loop inside the FFN: every FFN cell times out
+    edit(looper, "ex4_solution", "    C, H = W1.shape",
+         "    while True:\n        try:\n            pass\n        except KeyboardInterrupt:\n            pass")
+    (subs / "looper").mkdir(parents=True)
+    nbtools.write(looper, subs / "looper" / A2)
+    crasher = instructor(A2)  # the kernel dies after exercise 3
+    crasher.cells.insert(next(i for i, c in enumerate(crasher.cells) if nbtools.grade_id(c) == "ex4_given"),
+                         nbformat.v4.new_code_cell("import os\nos._exit(1)"))
+    (subs / "crasher").mkdir()
+    nbtools.write(crasher, subs / "crasher" / A2)
+    t0 = time.monotonic()
+    reports = grade(subs, tmp_path / "out", SOURCE, cell_timeout=3, notebook_timeout=25, jobs=2,
+                    log=lambda m: None)
+    assert time.monotonic() - t0 < 90
+    loop = reports["looper"]
+    assert loop["exercises"]["ex3"]["points"] == loop["exercises"]["ex3"]["max"]
+    assert loop["exercises"]["ex4"]["points"] < loop["exercises"]["ex4"]["max"]
+    assert loop["notebooks"][A2]["status"] in ("ok", "timeout")
+    assert any("timed out" in n or "time limit" in n for n in loop["notebooks"][A2]["notes"])
+    crash = reports["crasher"]
+    assert crash["notebooks"][A2]["status"] == "kernel died"
+    assert crash["exercises"]["ex3"]["points"] == crash["exercises"]["ex3"]["max"]
+    assert crash["exercises"]["ex4"]["points"] == 0
+    assert all("not run" in f["message"] for f in crash["exercises"]["ex4"]["failures"])
