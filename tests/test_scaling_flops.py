@@ -114,6 +114,13 @@ def test_model_flops_is_6NT_plus_attention():
     assert model_flops(c, seq_len=8) == 6 * n_matmul * 8 + 3 * L * 4 * 8 * 8 * C
 
 
+def test_model_flops_ratio_to_6_nonembedding_ND():
+    """Chapter 09, eq. 9.5: C_exact / (6·N_ne·T) = 1 + T/(6C) + V/(12·L·C) when F = 4C."""
+    c = StandInConfig(vocab_size=512, seq_len=64, d_model=128, n_layers=3, n_heads=4)
+    T, C, V, L = 64, 128, 512, 3
+    assert model_flops(c) / (6 * 12 * L * C * C * T) == pytest.approx(1 + T / (6 * C) + V / (12 * L * C))
+
+
 def test_model_flops_close_to_6ND_for_short_context():
     c = StandInConfig(vocab_size=512, seq_len=64, d_model=256, n_layers=4, n_heads=4)
     ratio = model_flops(c) / flops_6nd(params_count(c).total, c.seq_len)

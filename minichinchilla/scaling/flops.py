@@ -70,8 +70,9 @@ def transformer_flops(n_layers, d_model, d_ff, n_heads, d_head, seq_len, vocab_s
                       include_embeddings=True):
     """Training FLOPs for ONE sequence of `seq_len` tokens, counted per component.
 
-    This is the count of Hoffmann et al. (2022), Appendix F (chapters/09-compute-optimal.md,
-    eq. 9.3), with training = 3 × forward (chapters/09-compute-optimal.md, eq. 9.4):
+    This is the count of Hoffmann et al. (2022), Appendix F
+    (chapters/09-compute-optimal.md, eq. 9.3), with training = 3 × forward
+    (chapters/09-compute-optimal.md, eq. 9.4):
 
     ======================  =========================
     embeddings              2·S·V·d
@@ -274,6 +275,10 @@ def model_flops(config, seq_len=None):
     NOT counted: the embedding lookups (a gather, no arithmetic — unlike Hoffmann et al.'s 2·S·V·d),
     bias adds, LayerNorm, softmax, GELU, residual adds, the loss and the optimiser step; all
     O(T·C) or O(T·T·NH), a few per cent at most for the small models of this course.
+
+    With F = 4C and N_ne = 12·L·C² (the blocks' matmul weights), the count divided by 6·N_ne·T is
+    exactly 1 + T/(6C) + V/(12·L·C): attention scores and the logits are what 6ND leaves out
+    (chapters/09-compute-optimal.md, eq. 9.5).
 
     Inputs:  config (ModelConfig-like); seq_len overrides config.seq_len.
     Returns: int, training FLOPs per sequence of seq_len tokens.

@@ -30,8 +30,9 @@ class ChinchillaFit:
 
     # -- the law itself ------------------------------------------------------------------------
     def loss(self, N, D):
-        """Predicted loss (nats/token) at N parameters and D tokens (chapters/10-scaling-laws.md,
-        eq. 10.1). Inputs broadcast; returns float or float64 array of the broadcast shape."""
+        """Predicted loss (nats/token) at N parameters and D tokens
+        (chapters/10-scaling-laws.md, eq. 10.1). Inputs broadcast; returns float or float64 array
+        of the broadcast shape."""
         N = np.asarray(N, dtype=np.float64)
         D = np.asarray(D, dtype=np.float64)
         out = self.E + self.A * N ** (-self.alpha) + self.B * D ** (-self.beta)
@@ -54,8 +55,8 @@ class ChinchillaFit:
         return (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
 
     def compute_optimal(self, C):
-        """(N_opt, D_opt) minimising L(N, D) subject to 6ND = C (chapters/10-scaling-laws.md,
-        eq. 10.2).
+        """(N_opt, D_opt) minimising L(N, D) subject to 6ND = C
+        (chapters/10-scaling-laws.md, eq. 10.2).
 
         Why it holds: on the line D = C/(6N), dL/dN = −αA N^(−α−1) + βB (C/6)^(−β) N^(β−1) = 0
         gives N^(α+β) = (αA/βB)(C/6)^β. Inputs: C scalar or array (FLOPs, > 0).
