@@ -478,13 +478,58 @@ def _render_doc(plan: Plan, doc: Doc, md) -> str | bytes:
     return _process_links(plan, doc, text, md, doc.origin)
 
 
+def _doc_title(doc: Doc) -> str:
+    """The first level-1 heading of a page, as plain text ("" if none)."""
+    if doc.read_from is None:
+        text = doc.text or ""
+    elif doc.read_from.suffix == ".ipynb":
+        nb = json.loads(doc.read_from.read_text(encoding="utf-8"))
+        text = "\n".join("".join(c.get("source", [])) for c in nb.get("cells", [])
+                         if c.get("cell_type") == "markdown")
+    else:
+        text = doc.read_from.read_text(encoding="utf-8")
+    in_fence = False
+    for line in text.splitlines():
+        if re.match(r"^\s*(```|~~~)", line):
+            in_fence = not in_fence
+        elif not in_fence and (m := re.match(r"^#\s+(.+?)\s*#*\s*$", line)):
+            return re.sub(r"[`*_$<>]", "", m.group(1)).strip()
+    return ""
+
+
+def _toc_label(plan: Plan, tree_path: str) -> str | None:
+    """Sidebar label for a notebook that follows its chapter: "Notebook 03", plus the
+    notebook's own title where it differs from the chapter's (else both read the same)."""
+    doc = next(d for d in plan.docs.values() if d.src == tree_path)
+    if doc.kind != "notebook":
+        return None
+    m = _NUM.match(posixpath.basename(tree_path))
+    if not m:
+        return None
+    title = _doc_title(doc)
+    chapter = next((d for d in plan.docs.values() if d.kind == "chapter"
+                    and _NUM.match(posixpath.basename(d.src))
+                    and int(_NUM.match(posixpath.basename(d.src)).group(1)) == int(m.group(1))),
+                   None)
+    label = f"Notebook {m.group(1)}"
+    if chapter is None or _doc_title(chapter) != title:
+        rest = re.sub(r"^\d+\s*[·.:\-–—]?\s*", "", title)
+        label += f": {rest}" if rest else ""
+    return label
+
+
 def _index_page(root: Path, plan: Plan) -> str:
     intro = (root / "book" / "intro.md").read_text(encoding="utf-8").rstrip() + "\n\n"
 
     def toctree(caption: str, entries: list[str]) -> str:
         if not entries:
             return ""
-        names = "\n".join(e.rsplit(".", 1)[0] for e in entries)
+        lines = []
+        for e in entries:
+            name = e.rsplit(".", 1)[0]
+            label = _toc_label(plan, e)
+            lines.append(f"{label} <{name}>" if label else name)
+        names = "\n".join(lines)
         return f"```{{toctree}}\n:caption: {caption}\n:maxdepth: 1\n\n{names}\n```\n\n"
 
     source = [SOURCE_PACKAGE + "/index.md"] if SOURCE_PACKAGE in plan.docs else []
@@ -685,13 +730,20 @@ def build(root: Path | None = None, out: Path | None = None, src: Path | None = 
                                + (src / "_book_settings.json").read_bytes()).hexdigest()
     if not stamp.is_file() or stamp.read_text() != conf_hash:
         shutil.rmtree(doctrees, ignore_errors=True)
+    # Every page's sidebar shows the whole table of contents, but Sphinx rewrites only the
+    # pages that changed: when the TOC or a page title changed, write all pages (-a).
+    toc_stamp = doctrees / ".book-toc-hash"
+    toc_hash = hashlib.sha256("\n".join(
+        [(src / "index.md").read_text(encoding="utf-8")]
+        + sorted(f"{d.src}\t{_doc_title(d)}" for d in plan.docs.values())).encode()).hexdigest()
+    write_all = not toc_stamp.is_file() or toc_stamp.read_text() != toc_hash
     for n in plan.notices:
         print(f"book: note: {n}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         warnfile = Path(tmp) / "warnings.txt"
         cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-d", str(doctrees),
                "-w", str(warnfile), "--keep-going", "-j", str(jobs), "-q",
-               str(src), str(out)]
+               *(["-a"] if write_all else []), str(src), str(out)]
         env = dict(os.environ, PYTHONWARNINGS="ignore::DeprecationWarning")
         proc = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True)
         raw = warnfile.read_text(encoding="utf-8") if warnfile.exists() else ""
@@ -708,6 +760,7 @@ def build(root: Path | None = None, out: Path | None = None, src: Path | None = 
         warnings.append("sphinx wrote no index.html")
     elif doctrees.is_dir():
         stamp.write_text(conf_hash)
+        toc_stamp.write_text(toc_hash)
     # raw-HTML <img src> etc. are not copied by Sphinx: put them where the pages expect them
     for rel in plan.html_assets:
         dest = out / rel

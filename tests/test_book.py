@@ -251,7 +251,8 @@ def test_assemble_rewrites_links_and_keeps_layout(tmp_path):
     assert "````{code-block} python" in page  # fence longer than the ``` inside
     assert "orphan: true" in (src / "tests/test_attention.py.md").read_text()
     index = (src / "index.md").read_text()
-    assert index.index("chapters/03-attention\n") < index.index("notebooks/03-attention\n")
+    assert index.index("chapters/03-attention\n") < index.index("<notebooks/03-attention>")
+    assert "Notebook 03: Attention (notebook) <notebooks/03-attention>" in index
     assert ":caption: Assignments" in index
     # only the released student version is in the book, never the instructor one
     released = (src / "notebooks/assignments/01-softmax.ipynb").read_text()
