@@ -2,8 +2,9 @@
 KV-cached step for generation.
 
 Shapes (llm.c names): B batch, T sequence length, C model width, NH heads, hs = C / NH.
-Every head is one slice of a batched matmul over (B, NH): no Python loop over batch,
-time or heads anywhere.
+Heads are folded into one batch axis BH = B * NH. On a CPU the scores are computed in
+blocks of heads and of queries that fit in cache (chapter 12, performance); on a GPU
+in one block. The loops are over blocks, never over single tokens or heads.
 """
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import math
 import operator
 
 from ..backend import get_array_module
+from ._blocks import for_each_block
 from ._checks import check_float, check_ndim, check_shape
 from .linear import linear_backward, linear_forward
 from .rope import rope_backward, rope_forward
-from .softmax import _softmax_backward_into, _softmax_into
 
 _NEG_INF = float("-inf")
+_SCORE_BYTES = 512 * 1024  # scores per block of heads: fits in L2 next to q, k, v
 
 
 def _check_inputs(x, Wqkv, bqkv, Wo, bo, n_heads, rope_base):
@@ -49,65 +51,172 @@ def _check_inputs(x, Wqkv, bqkv, Wo, bo, n_heads, rope_base):
 def _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, offset):
     """QKV projection (chapters/03-attention.md, eq. 3.1), split into heads, RoPE'd, q scaled.
 
-    Returns q (scaled by 1/sqrt(hs)), k, v, each (B, NH, T, hs), the linear cache and the
-    RoPE cache (None without RoPE).
+    The heads come out with (B, NH) folded into ONE batch axis, BH = B * NH, and contiguous:
+    every later product is then one stacked GEMM over BH independent (T, hs) matrices with
+    plain strides, which BLAS runs at full speed (strided views of qkv can fall off that path).
+    Returns q (scaled by 1/sqrt(hs)), k, v, each (BH, T, hs), the linear cache, the RoPE cache
+    (None without RoPE) and the scale.
     """
+    xp = get_array_module(x)
     B, T, C = x.shape
     qkv, cache_qkv = linear_forward(x, Wqkv, bqkv)  # (B, T, 3C) one GEMM for all of q, k, v
     # Columns are [q | k | v], and inside each third head h owns columns h*hs:(h+1)*hs,
-    # so a reshape + transpose (a view, no copy) splits them into heads.
-    qkv = qkv.reshape(B, T, 3, NH, hs).transpose(2, 0, 3, 1, 4)  # (3, B, NH, T, hs)
-    q, k, v = qkv[0], qkv[1], qkv[2]  # (B, NH, T, hs) each, views
+    # so a reshape + transpose splits them into heads; one copy makes them contiguous.
+    heads = qkv.reshape(B, T, 3, NH, hs).transpose(2, 0, 3, 1, 4)  # (3, B, NH, T, hs) view
+    heads = xp.ascontiguousarray(heads).reshape(3, B * NH, T, hs)  # (3, BH, T, hs) one copy
+    q, k, v = heads[0], heads[1], heads[2]  # (BH, T, hs) each
     rope_cache = None
     if rope_base is not None:
         # RoPE rotates q and k only (eq. 5.4); v carries content, not position.
-        q, rope_cache = rope_forward(q, rope_base, offset)  # (B, NH, T, hs) fresh
-        k, _ = rope_forward(k, rope_base, offset)  # (B, NH, T, hs) same tables
-    # Scale q rather than the scores (eq. 3.2): (B, NH, T, hs) is no bigger than
-    # (B, NH, T, T), and the scaled copy is contiguous, which the GEMM below prefers.
+        q, rope_cache = rope_forward(q, rope_base, offset)  # (BH, T, hs) fresh
+        k, _ = rope_forward(k, rope_base, offset)  # (BH, T, hs) same tables
+    # Scale q rather than the scores (eq. 3.2): (BH, T, hs) is no bigger than (BH, T, T).
     scale = 1.0 / math.sqrt(hs)  # Python float: keeps float32
-    if rope_cache is None:
-        q = q * scale  # (B, NH, T, hs) fresh
-    else:
-        q *= scale  # (B, NH, T, hs) fresh from rope_forward: safe in place
+    q *= scale  # (BH, T, hs) our own copy (or fresh from rope_forward): safe in place
     return q, k, v, cache_qkv, rope_cache, scale
 
 
-def _mask(xp, Tq, Tk, causal, key_padding_mask, past=0):
-    """Boolean mask, True = NOT allowed (chapters/03-attention.md, eq. 3.3).
+def _future_bias(xp, Tb, dtype):
+    """(Tb, Tb) additive causal mask: 0 on and below the diagonal, -inf above it."""
+    upper = xp.triu(xp.ones((Tb, Tb), dtype=bool), k=1)  # (Tb, Tb) True = a key in the future
+    return xp.where(upper, _NEG_INF, 0.0).astype(dtype)  # (Tb, Tb)
 
-    Query i sits at position past + i; causally it may see keys j <= past + i.
-    Returns None (nothing masked), (1, 1, Tq, Tk) or (B, 1, Tq, Tk).
+
+def _mask_scores(S, first, future, pad):
+    """Write -inf where a query may not look (chapters/03-attention.md, eq. 3.3), in place.
+
+    S: (G, Tb, Tk) scores of the queries at positions first .. first+Tb-1 against keys
+    0 .. Tk-1. Causally query first+i sees keys j <= first+i, so only the (Tb, Tb) square of
+    columns first .. first+Tb-1 holds masked entries: adding `future` (0 / -inf, from
+    `_future_bias`; None when not causal) to that square masks them in one cheap pass.
+    pad: None or (G, Tk) bool, True = padding key.
     """
-    mask = None
-    if causal:
-        mask = xp.triu(xp.ones((Tq, Tk), dtype=bool), k=past + 1)[None, None]  # (1, 1, Tq, Tk)
-    if key_padding_mask is not None:
-        pad = key_padding_mask[:, None, None, :]  # (B, 1, 1, Tk) True = padding key
-        mask = pad if mask is None else (mask | pad)  # (B, 1, Tq, Tk)
-    return mask
+    xp = get_array_module(S)
+    # Masks go in BEFORE the softmax's row max: a masked score of -inf becomes exp(-inf) = 0
+    # weight, and a large masked score cannot dominate the max.
+    if future is not None:
+        Tb = S.shape[1]
+        square = S[:, :, first:first + Tb]  # (G, Tb, Tb) view
+        square += future[:Tb, :Tb]  # (G, Tb, Tb) x + (-inf) = -inf
+    if pad is not None:
+        xp.copyto(S, _NEG_INF, where=pad[:, None, :])  # (G, Tb, Tk)
 
 
-def _attend(q, k, v, mask):
-    """Scores, masks, softmax and weighted sum (chapters/03-attention.md, eq. 3.2 to chapters/03-attention.md, eq. 3.5).
+def _query_block(xp, Tq):
+    """Queries per block. CPU: 64, so a block of scores stays in cache and a causal block
+    skips the keys in its future. GPU: all of them (one big kernel beats many small ones)."""
+    return Tq if xp.__name__ != "numpy" else min(Tq, 64)
 
-    Returns y (B, NH, Tq, hs) and the attention weights P (B, NH, Tq, Tk).
+
+def _attend(q, k, v, past, causal, pad):
+    """Masked softmax attention, FlashAttention style (chapters/03-attention.md, eq. 3.2 to
+    chapters/03-attention.md, eq. 3.5), without ever holding all of P.
+
+    For a block of G heads and Tb queries:  S = q k^T (already scaled through q), mask,
+    m = rowmax(S), E = exp(S - m), s = rowsum(E), y = (E v) / s.  Dividing the (Tb, hs) output
+    instead of the (Tb, Tk) weights is the same softmax with hs/Tk of the divisions. We keep
+    only lse = m + log(s), one number per query: the backward rebuilds P = exp(S - lse) from it
+    (chapter 03, section 6). A causal block of queries first..first+Tb-1 reads only keys
+    0..first+Tb-1: the keys in its future would all get weight 0, so they are skipped.
+
+    Inputs:
+        q: (BH, Tq, hs) scaled queries at positions past .. past+Tq-1; k, v: (BH, Tk, hs)
+        pad: None or (BH, Tk) bool, True = padding key
+    Returns:
+        y (BH, Tq, hs) and lse (BH, Tq). A query whose keys are all masked gets y = 0.
     """
     xp = get_array_module(q, k, v)
-    att = q @ k.swapaxes(-1, -2)  # (B, NH, Tq, Tk) scores, already scaled through q
-    if mask is not None:
-        # Masks go in BEFORE the softmax's row max: a masked score of -inf becomes
-        # exp(-inf) = 0 weight, and a large masked score cannot dominate the max.
-        xp.copyto(att, _NEG_INF, where=mask)  # (B, NH, Tq, Tk)
-    P = _softmax_into(att, -1, att)  # (B, NH, Tq, Tk) in place; all -inf rows -> 0
-    y = P @ v  # (B, NH, Tq, hs)
-    return y, P
+    BH, Tq, hs = q.shape
+    Tk = k.shape[1]
+    y = xp.empty_like(q)  # (BH, Tq, hs)
+    lse = xp.empty((BH, Tq), dtype=q.dtype)  # (BH, Tq)
+    Tb = _query_block(xp, Tq)
+    future = _future_bias(xp, Tb, q.dtype) if causal else None  # (Tb, Tb)
+
+    def heads(g):  # one block of heads g, all queries, block by block
+        for lo in range(0, Tq, Tb):
+            hi = min(lo + Tb, Tq)
+            end = min(past + hi, Tk) if causal else Tk  # the keys this block can see
+            S = xp.matmul(q[g, lo:hi], k[g, :end].swapaxes(-1, -2))  # (G, Tb, end) scores
+            _mask_scores(S, past + lo, future, None if pad is None else pad[g, :end])
+            m = S.max(axis=-1, keepdims=True)  # (G, Tb, 1) row maxima
+            if pad is not None:
+                # A row of all -inf has max -inf, and -inf - (-inf) = NaN: shift it by 0.
+                m = xp.where(xp.isfinite(m), m, 0.0)  # (G, Tb, 1)
+            S -= m  # (G, Tb, end) shift invariance (eq. 2.2): every exponent <= 0
+            xp.exp(S, out=S)  # (G, Tb, end) unnormalised weights E
+            s = S.sum(axis=-1, keepdims=True)  # (G, Tb, 1) >= 1, except all-masked rows: 0
+            if pad is not None:
+                s = xp.where(s == 0, 1.0, s)  # (G, Tb, 1) all-masked rows: 0 / 1 = 0, not NaN
+            yb = y[g, lo:hi]  # (G, Tb, hs) view we write into
+            xp.matmul(S, v[g, :end], out=yb)  # (G, Tb, hs)
+            yb /= s  # (G, Tb, hs) normalise the output, not the (Tb, Tk) weights
+            xp.log(s, out=s)  # (G, Tb, 1)
+            s += m  # (G, Tb, 1) log-sum-exp of the row
+            lse[g, lo:hi] = s[..., 0]  # (G, Tb)
+
+    # Blocks of heads: ~512 KiB of scores each, spread over the worker threads (_blocks.py).
+    for_each_block(xp, BH, Tb * Tk * q.dtype.itemsize, heads, block_bytes=_SCORE_BYTES, uses_blas=True)
+    return y, lse
 
 
-def _merge_heads(y):
-    """(B, NH, T, hs) -> (B, T, C): concatenate the heads (chapters/03-attention.md, eq. 3.6)."""
-    B, NH, T, hs = y.shape
-    return y.transpose(0, 2, 1, 3).reshape(B, T, NH * hs)  # (B, T, C) copy
+def _attend_backward(dy, q, k, v, lse, D, past, causal, pad):
+    """Backward of `_attend`, block by block, rebuilding P = exp(S - lse) from q and k.
+
+    dv = P^T dy, dP = dy v^T           (chapters/03-attention.md, eq. 3.7)
+    dS = P * (dP - D)                   (chapters/03-attention.md, eq. 3.8)
+    dq_s = dS k, dk = dS^T q_s          (chapters/03-attention.md, eq. 3.9)
+
+    D = rowsum(dP * P) of eq. 3.8 equals rowsum(dy * y): sum_j (dy . v_j) P_ij = dy . y. The
+    caller computes it once on the (T, hs) arrays, so no (Tb, Tk) pass is needed for it.
+
+    Inputs:
+        dy: (BH, Tq, hs); q (scaled), k, v, lse, past, causal, pad as in `_attend`; D: (BH, Tq)
+    Returns:
+        dq_s (gradient w.r.t. the SCALED q), dk, dv: each shaped like its input
+    """
+    xp = get_array_module(dy, q)
+    BH, Tq, hs = q.shape
+    Tk = k.shape[1]
+    dq = xp.empty_like(q)  # (BH, Tq, hs)
+    dk = xp.zeros_like(k)  # (BH, Tk, hs) accumulated over query blocks
+    dv = xp.zeros_like(v)  # (BH, Tk, hs)
+    Tb = _query_block(xp, Tq)
+    future = _future_bias(xp, Tb, q.dtype) if causal else None  # (Tb, Tb)
+
+    def heads(g):
+        for lo in range(0, Tq, Tb):
+            hi = min(lo + Tb, Tq)
+            end = min(past + hi, Tk) if causal else Tk
+            P = xp.matmul(q[g, lo:hi], k[g, :end].swapaxes(-1, -2))  # (G, Tb, end) S again
+            _mask_scores(P, past + lo, future, None if pad is None else pad[g, :end])
+            P -= lse[g, lo:hi, None]  # (G, Tb, end)
+            xp.exp(P, out=P)  # (G, Tb, end) the weights P, exactly as in the forward
+            dyb = dy[g, lo:hi]  # (G, Tb, hs)
+            dvb, dkb = dv[g, :end], dk[g, :end]  # (G, end, hs) views we accumulate into
+            dvb += xp.matmul(P.swapaxes(-1, -2), dyb)  # (G, end, hs) eq. 3.7
+            dS = xp.matmul(dyb, v[g, :end].swapaxes(-1, -2))  # (G, Tb, end) dP, eq. 3.7
+            dS -= D[g, lo:hi, None]  # (G, Tb, end)
+            dS *= P  # (G, Tb, end) the softmax VJP, eq. 3.8
+            xp.matmul(dS, k[g, :end], out=dq[g, lo:hi])  # (G, Tb, hs) eq. 3.9
+            dkb += xp.matmul(dS.swapaxes(-1, -2), q[g, lo:hi])  # (G, end, hs) eq. 3.9
+
+    for_each_block(xp, BH, Tb * Tk * q.dtype.itemsize, heads, block_bytes=_SCORE_BYTES, uses_blas=True)
+    return dq, dk, dv
+
+
+def _merge_heads(y, B):
+    """(BH, T, hs) -> (B, T, C): concatenate the heads (chapters/03-attention.md, eq. 3.6)."""
+    BH, T, hs = y.shape
+    NH = BH // B
+    return y.reshape(B, NH, T, hs).transpose(0, 2, 1, 3).reshape(B, T, NH * hs)  # (B, T, C) copy
+
+
+def _padding_per_head(xp, key_padding_mask, NH):
+    """(B, Tk) -> (BH, Tk): head h of sequence b sees sequence b's padding."""
+    if key_padding_mask is None:
+        return None
+    return xp.repeat(key_padding_mask, NH, axis=0)  # (BH, Tk)
 
 
 def attention_forward(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_mask=None,
@@ -124,6 +233,8 @@ def attention_forward(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_m
     With `rope_base`, q and k are rotated by RoPE at positions 0..T-1 before the scores
     (chapters/05-transformer.md, eq. 5.4; rotate-half layout, see rope.py).
     A query row whose keys are ALL masked gets zero weights: zero output, zero gradient.
+    P is never stored whole: `_attend` keeps one log-sum-exp per query and the backward
+    recomputes P from it (chapter 03, section 6; timings in chapter 12).
 
     Inputs:
         x: (B, T, C) float
@@ -135,7 +246,7 @@ def attention_forward(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_m
         rope_base: None, or the RoPE frequency base (e.g. 10000.0)
     Returns:
         out: (B, T, C)
-        cache: everything `attention_backward` needs (inputs, q, k, v, P, RoPE tables)
+        cache: everything `attention_backward` needs (inputs, q, k, v, lse, RoPE tables)
     """
     xp = get_array_module(x, Wqkv, bqkv, Wo, bo)
     B, T, C, NH, hs = _check_inputs(x, Wqkv, bqkv, Wo, bo, n_heads, rope_base)
@@ -144,10 +255,11 @@ def attention_forward(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_m
             raise TypeError("key_padding_mask must be a bool array (True = padding), got "
                             f"{getattr(key_padding_mask, 'dtype', type(key_padding_mask).__name__)}")
         check_shape("key_padding_mask", key_padding_mask, (B, T), f"(B, T) for x of shape {tuple(x.shape)}")
-    q, k, v, cache_qkv, rope_cache, scale = _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, 0)  # (B, NH, T, hs) each
-    y, P = _attend(q, k, v, _mask(xp, T, T, causal, key_padding_mask))  # (B, NH, T, hs), (B, NH, T, T)
-    out, cache_o = linear_forward(_merge_heads(y), Wo, bo)  # (B, T, C)
-    return out, (cache_qkv, cache_o, q, k, v, P, rope_cache, scale, NH)
+    q, k, v, cache_qkv, rope_cache, scale = _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, 0)  # (BH, T, hs) each
+    pad = _padding_per_head(xp, key_padding_mask, NH)  # (BH, T) or None
+    y, lse = _attend(q, k, v, 0, causal, pad)  # (BH, T, hs), (BH, T)
+    out, cache_o = linear_forward(_merge_heads(y, B), Wo, bo)  # (B, T, C)
+    return out, (cache_qkv, cache_o, q, k, v, lse, pad, causal, rope_cache, scale, NH)
 
 
 def attention_backward(dout, cache):
@@ -166,28 +278,28 @@ def attention_backward(dout, cache):
     Returns:
         dx: (B, T, C), dWqkv: (C, 3C), dbqkv: (3C,) or None, dWo: (C, C), dbo: (C,) or None
     """
-    cache_qkv, cache_o, q, k, v, P, rope_cache, scale, NH = cache
+    cache_qkv, cache_o, q, k, v, lse, pad, causal, rope_cache, scale, NH = cache
     xp = get_array_module(dout, q)
-    B, _, T, hs = q.shape
-    C = NH * hs
+    BH, T, hs = q.shape
+    B, C = BH // NH, NH * hs
     dy, dWo, dbo = linear_backward(dout, cache_o)  # (B, T, C), (C, C), (C,)
-    dy = dy.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)  # (B, NH, T, hs) view
-    dv = P.swapaxes(-1, -2) @ dy  # (B, NH, T, hs) the transpose is folded into the GEMM
-    dP = dy @ v.swapaxes(-1, -2)  # (B, NH, T, T)
-    dS = _softmax_backward_into(dP, P, -1, out=dP)  # (B, NH, T, T) overwrites dP
-    # S = q_scaled k^T, and the cached q is already q_scaled = q / sqrt(hs).
-    dq = dS @ k  # (B, NH, T, hs) gradient w.r.t. q_scaled ...
-    dq *= scale  # (B, NH, T, hs) ... times d q_scaled / d q
-    dk = dS.swapaxes(-1, -2) @ q  # (B, NH, T, hs) q is scaled, so the 1/sqrt(hs) is inside
+    # D = rowsum(dP * P) = rowsum(dy * y) per head and query: computed on (T, hs), not (T, T).
+    y = cache_o[0]  # (B, T, C) the concatenated head outputs, the input of the Wo product
+    D = (dy * y).reshape(B, T, NH, hs).sum(axis=-1)  # (B, T, NH)
+    D = xp.ascontiguousarray(D.transpose(0, 2, 1)).reshape(BH, T)  # (BH, T)
+    dy = xp.ascontiguousarray(dy.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)).reshape(BH, T, hs)  # (BH, T, hs)
+    dq, dk, dv = _attend_backward(dy, q, k, v, lse, D, 0, causal, pad)  # (BH, T, hs) each
+    dq *= scale  # (BH, T, hs) S = (q * scale) k^T: chain rule through the scaling of q
+    # (dk needs no factor: the cached q is already the scaled one.)
     if rope_cache is not None:
-        dq = rope_backward(dq, rope_cache)  # (B, NH, T, hs)
-        dk = rope_backward(dk, rope_cache)  # (B, NH, T, hs)
+        dq = rope_backward(dq, rope_cache)  # (BH, T, hs)
+        dk = rope_backward(dk, rope_cache)  # (BH, T, hs)
     # Put the three head gradients back in the [q | k | v] column layout of Wqkv.
     dqkv = xp.empty((B, T, 3, NH, hs), dtype=dq.dtype)  # (B, T, 3, NH, hs)
     heads = dqkv.transpose(2, 0, 3, 1, 4)  # (3, B, NH, T, hs) view into dqkv
-    heads[0] = dq
-    heads[1] = dk
-    heads[2] = dv
+    heads[0] = dq.reshape(B, NH, T, hs)
+    heads[1] = dk.reshape(B, NH, T, hs)
+    heads[2] = dv.reshape(B, NH, T, hs)
     dx, dWqkv, dbqkv = linear_backward(dqkv.reshape(B, T, 3 * C), cache_qkv)  # (B, T, C), (C, 3C), (3C,)
     return dx, dWqkv, dbqkv, dWo, dbo
 
@@ -219,13 +331,15 @@ def attention_step(x, Wqkv, bqkv, Wo, bo, n_heads, kv_cache=None, rope_base=None
         for name, a in (("kv_cache k", k_past), ("kv_cache v", v_past)):
             check_float(name, a)
             check_shape(name, a, (B, NH, T_past, hs), "(B, NH, T_past, hs)")
-    q, k, v, _, _, _ = _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, T_past)  # (B, NH, T_new, hs) each
+    q, k, v, _, _, _ = _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, T_past)  # (BH, T_new, hs) each
+    k = k.reshape(B, NH, T_new, hs)  # (B, NH, T_new, hs) the cache's layout
+    v = v.reshape(B, NH, T_new, hs)
     if kv_cache is not None:
         k = xp.concatenate((k_past, k), axis=2)  # (B, NH, T_past + T_new, hs)
         v = xp.concatenate((v_past, v), axis=2)  # (B, NH, T_past + T_new, hs)
     else:
-        k = xp.ascontiguousarray(k)  # (B, NH, T_new, hs) own the memory, not a view of qkv
-        v = xp.ascontiguousarray(v)  # (B, NH, T_new, hs)
-    y, _ = _attend(q, k, v, _mask(xp, T_new, T_past + T_new, True, None, past=T_past))  # (B, NH, T_new, hs)
-    out, _ = linear_forward(_merge_heads(y), Wo, bo)  # (B, T_new, C)
+        k, v = k.copy(), v.copy()  # (B, NH, T_new, hs) own the memory, not a view of the heads buffer
+    Tk = T_past + T_new
+    y, _ = _attend(q, k.reshape(B * NH, Tk, hs), v.reshape(B * NH, Tk, hs), T_past, True, None)  # (BH, T_new, hs)
+    out, _ = linear_forward(_merge_heads(y, B), Wo, bo)  # (B, T_new, C)
     return out, (k, v)

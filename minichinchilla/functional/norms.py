@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..backend import get_array_module
+from ._blocks import for_each_block
 from ._checks import check_float, check_shape
 
 
@@ -17,11 +18,22 @@ def _check_norm_inputs(x, gamma, beta=None):
         check_shape("beta", beta, (C,), f"x has shape {tuple(x.shape)}")
 
 
+def _sum_partials(parts):
+    """Add per-block partial sums in block order (the same bits with any number of threads)."""
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return total
+
+
 def layernorm_forward(x, gamma, beta, eps=1e-5):
     """LayerNorm over the last axis (chapters/04-ffn-norm-residual.md, eq. 4.6).
 
     n = (x - mean) * rstd with rstd = 1 / sqrt(var + eps) (biased variance, as in
     PyTorch), then out = n * gamma + beta.
+
+    The rows are processed in blocks that fit in the L2 cache (see `_blocks.py`): the eight
+    passes below then read a block from cache instead of the whole array from memory.
 
     Inputs:
         x: (..., C), gamma: (C,), beta: (C,)
@@ -33,17 +45,31 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     _check_norm_inputs(x, gamma, beta)
     if beta is None:
         raise TypeError("beta must be a floating-point array of shape (C,), got None")
-    mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    n = x - mean  # (..., C) centred; fresh, so it becomes n in place below
-    out = xp.multiply(n, n)  # (..., C) squares; this buffer is reused for the output
-    var = out.mean(axis=-1, keepdims=True)  # (..., 1) biased variance
-    var += eps  # (..., 1)
-    rstd = xp.sqrt(var, out=var)  # (..., 1)
-    xp.reciprocal(rstd, out=rstd)  # (..., 1) rstd = 1/sqrt(var + eps), cached: no divide later
-    n *= rstd  # (..., C) normalised: zero mean, unit variance per row
-    xp.multiply(n, gamma, out=out)  # (..., C)
-    out += beta  # (..., C)
-    return out, (n, rstd, gamma)
+    C = x.shape[-1]
+    x2 = x.reshape(-1, C)  # (N, C)
+    n = xp.empty_like(x2)  # (N, C)
+    out = xp.empty_like(x2)  # (N, C)
+    rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)  # (N, 1)
+    inv_C = 1.0 / C  # Python float: keeps float32
+
+    def block(rows):
+        xb, nb, ob, rb = x2[rows], n[rows], out[rows], rstd[rows]  # (R, C), (R, C), (R, C), (R, 1)
+        xb.sum(axis=-1, keepdims=True, out=rb)  # (R, 1)
+        rb *= inv_C  # (R, 1) mean
+        xp.subtract(xb, rb, out=nb)  # (R, C) centred
+        xp.multiply(nb, nb, out=ob)  # (R, C) squares; this buffer becomes the output
+        ob.sum(axis=-1, keepdims=True, out=rb)  # (R, 1)
+        rb *= inv_C  # (R, 1) biased variance
+        rb += eps  # (R, 1)
+        xp.sqrt(rb, out=rb)  # (R, 1)
+        xp.reciprocal(rb, out=rb)  # (R, 1) rstd = 1/sqrt(var + eps), cached: no divide later
+        nb *= rb  # (R, C) normalised: zero mean, unit variance per row
+        xp.multiply(nb, gamma, out=ob)  # (R, C)
+        ob += beta  # (R, C)
+
+    for_each_block(xp, x2.shape[0], C * x.dtype.itemsize, block)
+    lead = x.shape[:-1]
+    return out.reshape(x.shape), (n.reshape(x.shape), rstd.reshape(lead + (1,)), gamma)
 
 
 def layernorm_backward(dout, cache):
@@ -61,25 +87,38 @@ def layernorm_backward(dout, cache):
     n, rstd, gamma = cache
     xp = get_array_module(dout, n)
     C = n.shape[-1]
-    tmp = xp.multiply(dout, n)  # (..., C) scratch buffer
-    dgamma = tmp.reshape(-1, C).sum(axis=0)  # (C,) gamma scales every row: sum over rows
-    dbeta = dout.reshape(-1, C).sum(axis=0)  # (C,)
-    dx = xp.multiply(dout, gamma)  # (..., C) dn, turned into dx in place
-    mean_dn = dx.mean(axis=-1, keepdims=True)  # (..., 1)
-    xp.multiply(dx, n, out=tmp)  # (..., C) dn * n
-    mean_dnn = tmp.mean(axis=-1, keepdims=True)  # (..., 1)
-    dx -= mean_dn  # (..., C)
-    xp.multiply(n, mean_dnn, out=tmp)  # (..., C)
-    dx -= tmp  # (..., C)
-    dx *= rstd  # (..., C)
-    return dx, dgamma, dbeta
+    n2, r2, d2 = n.reshape(-1, C), rstd.reshape(-1, 1), dout.reshape(-1, C)  # (N, C), (N, 1), (N, C)
+    dx = xp.empty_like(d2)  # (N, C)
+    inv_C = 1.0 / C
+
+    def block(rows):
+        nb, rb, db, dxb = n2[rows], r2[rows], d2[rows], dx[rows]  # (R, C), (R, 1), (R, C), (R, C)
+        tmp = xp.multiply(db, nb)  # (R, C) scratch
+        dgamma = tmp.sum(axis=0)  # (C,) gamma scales every row: sum over rows
+        dbeta = db.sum(axis=0)  # (C,)
+        xp.multiply(db, gamma, out=dxb)  # (R, C) dn, turned into dx in place
+        mean_dn = dxb.sum(axis=-1, keepdims=True)  # (R, 1)
+        mean_dn *= inv_C  # (R, 1)
+        xp.multiply(dxb, nb, out=tmp)  # (R, C) dn * n
+        mean_dnn = tmp.sum(axis=-1, keepdims=True)  # (R, 1)
+        mean_dnn *= inv_C  # (R, 1)
+        dxb -= mean_dn  # (R, C)
+        xp.multiply(nb, mean_dnn, out=tmp)  # (R, C)
+        dxb -= tmp  # (R, C)
+        dxb *= rb  # (R, C)
+        return dgamma, dbeta
+
+    parts = for_each_block(xp, n2.shape[0], C * n.dtype.itemsize, block)
+    dgamma = _sum_partials([p[0] for p in parts])  # (C,)
+    dbeta = _sum_partials([p[1] for p in parts])  # (C,)
+    return dx.reshape(n.shape), dgamma, dbeta
 
 
 def rmsnorm_forward(x, gamma, eps=1e-6):
     """RMSNorm over the last axis (chapters/04-ffn-norm-residual.md, eq. 4.9).
 
     n = x * rstd with rstd = 1 / sqrt(mean(x^2) + eps), out = n * gamma. Unlike LayerNorm
-    there is no centring and no beta.
+    there is no centring and no beta. Rows in cache-sized blocks, as in `layernorm_forward`.
 
     Inputs:
         x: (..., C), gamma: (C,)
@@ -89,14 +128,27 @@ def rmsnorm_forward(x, gamma, eps=1e-6):
     """
     xp = get_array_module(x, gamma)
     _check_norm_inputs(x, gamma)
-    out = xp.multiply(x, x)  # (..., C) squares; buffer reused for the output
-    ms = out.mean(axis=-1, keepdims=True)  # (..., 1) mean square
-    ms += eps  # (..., 1)
-    rstd = xp.sqrt(ms, out=ms)  # (..., 1)
-    xp.reciprocal(rstd, out=rstd)  # (..., 1)
-    n = x * rstd  # (..., C)
-    xp.multiply(n, gamma, out=out)  # (..., C)
-    return out, (n, rstd, gamma)
+    C = x.shape[-1]
+    x2 = x.reshape(-1, C)  # (N, C)
+    n = xp.empty_like(x2)  # (N, C)
+    out = xp.empty_like(x2)  # (N, C)
+    rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)  # (N, 1)
+    inv_C = 1.0 / C
+
+    def block(rows):
+        xb, nb, ob, rb = x2[rows], n[rows], out[rows], rstd[rows]
+        xp.multiply(xb, xb, out=ob)  # (R, C) squares; buffer reused for the output
+        ob.sum(axis=-1, keepdims=True, out=rb)  # (R, 1)
+        rb *= inv_C  # (R, 1) mean square
+        rb += eps  # (R, 1)
+        xp.sqrt(rb, out=rb)  # (R, 1)
+        xp.reciprocal(rb, out=rb)  # (R, 1)
+        xp.multiply(xb, rb, out=nb)  # (R, C)
+        xp.multiply(nb, gamma, out=ob)  # (R, C)
+
+    for_each_block(xp, x2.shape[0], C * x.dtype.itemsize, block)
+    lead = x.shape[:-1]
+    return out.reshape(x.shape), (n.reshape(x.shape), rstd.reshape(lead + (1,)), gamma)
 
 
 def rmsnorm_backward(dout, cache):
@@ -113,12 +165,22 @@ def rmsnorm_backward(dout, cache):
     n, rstd, gamma = cache
     xp = get_array_module(dout, n)
     C = n.shape[-1]
-    tmp = xp.multiply(dout, n)  # (..., C) scratch buffer
-    dgamma = tmp.reshape(-1, C).sum(axis=0)  # (C,)
-    dx = xp.multiply(dout, gamma)  # (..., C) dn, turned into dx in place
-    xp.multiply(dx, n, out=tmp)  # (..., C)
-    mean_dnn = tmp.mean(axis=-1, keepdims=True)  # (..., 1)
-    xp.multiply(n, mean_dnn, out=tmp)  # (..., C)
-    dx -= tmp  # (..., C)
-    dx *= rstd  # (..., C)
-    return dx, dgamma
+    n2, r2, d2 = n.reshape(-1, C), rstd.reshape(-1, 1), dout.reshape(-1, C)  # (N, C), (N, 1), (N, C)
+    dx = xp.empty_like(d2)  # (N, C)
+    inv_C = 1.0 / C
+
+    def block(rows):
+        nb, rb, db, dxb = n2[rows], r2[rows], d2[rows], dx[rows]
+        tmp = xp.multiply(db, nb)  # (R, C) scratch
+        dgamma = tmp.sum(axis=0)  # (C,)
+        xp.multiply(db, gamma, out=dxb)  # (R, C) dn, turned into dx in place
+        xp.multiply(dxb, nb, out=tmp)  # (R, C)
+        mean_dnn = tmp.sum(axis=-1, keepdims=True)  # (R, 1)
+        mean_dnn *= inv_C  # (R, 1)
+        xp.multiply(nb, mean_dnn, out=tmp)  # (R, C)
+        dxb -= tmp  # (R, C)
+        dxb *= rb  # (R, C)
+        return dgamma
+
+    dgamma = _sum_partials(for_each_block(xp, n2.shape[0], C * n.dtype.itemsize, block))  # (C,)
+    return dx.reshape(n.shape), dgamma

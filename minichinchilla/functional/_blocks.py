@@ -1,0 +1,118 @@
+"""Cache blocking and worker threads for the NumPy kernels (chapter 12, performance).
+
+Why this file exists. An elementwise pass such as ``t *= x`` does one flop per 8 bytes it
+moves: its speed is set by memory bandwidth, not by arithmetic (the roofline of chapter 12).
+GELU is about ten such passes. Over a (B·T, 4C) = (2048, 1024) float32 array — 8 MiB, bigger
+than the 2 MiB L2 cache of one core — every pass streams the whole array from L3 or DRAM.
+Cut into blocks of rows of about `BLOCK_BYTES`, the first pass brings a block into L2 and the
+other nine find it there: the same code, two to five times faster (measured in chapter 12).
+
+The second reason is threads. OpenBLAS runs every matrix product on all cores, but a NumPy
+ufunc runs on one. NumPy releases the GIL inside a ufunc, so Python threads that each own a
+run of blocks do run in parallel: `for_each_block` gives every thread one contiguous run.
+The blocks do not depend on the number of threads, and per-block results are returned in block
+order, so a reduction summed from them gives the same bits with 1 thread or 8.
+
+On CuPy both tricks are wrong: a GPU wants one big kernel, not many small launches, so there
+is exactly one block, run in the calling thread.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+BLOCK_BYTES = 256 * 1024  # a few blocks (inputs + outputs + scratch) fit in one core's L2
+
+_state = {"threads": None, "pool": None, "blas": None}
+_lock = threading.Lock()
+
+
+def num_threads() -> int:
+    """Worker threads for elementwise kernels: MINICHINCHILLA_NUM_THREADS, else the BLAS
+    thread count from OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, else the number of cores."""
+    if _state["threads"] is None:
+        for var in ("MINICHINCHILLA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+            value = os.environ.get(var, "").strip()
+            if value.isdigit() and int(value) > 0:
+                _state["threads"] = int(value)
+                break
+        else:
+            _state["threads"] = os.cpu_count() or 1
+    return _state["threads"]
+
+
+def set_num_threads(n: int) -> None:
+    """Use `n` worker threads for the blocked kernels from now on (1 = no threads)."""
+    if int(n) < 1:
+        raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    with _lock:
+        _state["threads"] = int(n)
+        if _state["pool"] is not None:
+            _state["pool"].shutdown(wait=True)
+            _state["pool"] = None
+
+
+def _pool():
+    with _lock:
+        if _state["pool"] is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _state["pool"] = ThreadPoolExecutor(max_workers=max(1, num_threads() - 1),
+                                                thread_name_prefix="minichinchilla")
+        return _state["pool"]
+
+
+def _blas_one_thread():
+    """A context manager that limits BLAS to one thread (threads already split the work:
+    two threads each asking OpenBLAS for two more would fight over two cores)."""
+    if _state["blas"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _state["blas"] = ThreadpoolController()
+        except Exception:  # threadpoolctl missing: then do not thread BLAS-using blocks
+            _state["blas"] = False
+    return _state["blas"].limit(limits=1, user_api="blas") if _state["blas"] else None
+
+
+def row_blocks(n_rows, rows_per_block):
+    """Slices covering 0 .. n_rows in steps of `rows_per_block` (the last may be shorter)."""
+    step = max(1, int(rows_per_block))
+    return [slice(lo, min(lo + step, n_rows)) for lo in range(0, n_rows, step)]
+
+
+def rows_per_block(xp, n_rows, row_bytes, block_bytes=BLOCK_BYTES):
+    """How many rows make one block: all of them on a GPU, about `block_bytes` on a CPU."""
+    if xp.__name__ != "numpy":
+        return max(1, n_rows)
+    return max(1, block_bytes // max(1, row_bytes))
+
+
+def for_each_block(xp, n_rows, row_bytes, fn, block_bytes=BLOCK_BYTES, uses_blas=False):
+    """Call ``fn(rows)`` for consecutive row slices covering 0 .. n_rows; return the results
+    in block order.
+
+    `fn` must write only into rows `rows` of its outputs, so blocks can run in any order and
+    on any thread. NumPy: blocks of ~`block_bytes`, spread over `num_threads()` threads.
+    CuPy: one call with every row. `uses_blas=True` (the block does matrix products) limits
+    BLAS to one thread while the blocks run in parallel.
+    """
+    blocks = row_blocks(n_rows, rows_per_block(xp, n_rows, row_bytes, block_bytes))
+    n_threads = min(num_threads(), len(blocks))
+    if n_threads <= 1:
+        return [fn(rows) for rows in blocks]
+    limit = _blas_one_thread() if uses_blas else None
+    if uses_blas and limit is None:
+        return [fn(rows) for rows in blocks]
+    # Thread i takes the i-th contiguous run of blocks; the calling thread takes run 0.
+    runs = [blocks[i * len(blocks) // n_threads:(i + 1) * len(blocks) // n_threads]
+            for i in range(n_threads)]
+    try:
+        futures = [_pool().submit(lambda run=run: [fn(rows) for rows in run]) for run in runs[1:]]
+        results = [fn(rows) for rows in runs[0]]
+        for f in futures:
+            results.extend(f.result())
+    finally:
+        if limit is not None:
+            limit.restore_original_limits()
+    return results
