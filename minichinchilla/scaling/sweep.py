@@ -30,7 +30,7 @@ RESULT_COLUMNS = ("key", "status", "C_budget", "C", "N", "N_nonembed", "D", "los
 # Model shapes of the default ladder (d_model, n_layers, n_heads): about 1.5–2x apart in N.
 DEFAULT_SHAPES = ((16, 1, 2), (16, 2, 2), (24, 2, 2), (32, 2, 2), (40, 3, 2), (48, 3, 4),
                   (64, 3, 4), (64, 4, 4), (80, 4, 4), (96, 5, 4), (128, 5, 4), (160, 6, 4))
-DEFAULT_BUDGETS = (1e11, 2e11, 5e11, 1e12, 2e12)
+DEFAULT_BUDGETS = (5e10, 1e11, 2e11, 5e11, 1e12)
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class RunSpec:
 
 def batch_size_for(C):
     """Batch grows with the budget (as in the paper): 16 sequences at 1e11 FLOPs, x2 per 4x compute."""
-    b = 16 * math.sqrt(C / 1e11)
+    b = 16 * math.sqrt(C / 1e11)  # 5e10 -> 16 (rounded), 5e11 -> 32, 1e12 -> 64
     return int(2 ** round(math.log2(max(8.0, b))))
 
 
