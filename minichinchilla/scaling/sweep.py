@@ -262,3 +262,44 @@ def run_sweep(specs, results_path, executor="process", workers=None, address=Non
         if client is not None:
             client.close()
     return new_rows
+
+
+# ---- `python -m minichinchilla scaling sweep` ---------------------------------------------------
+
+def _sweep_arguments(p):
+    p.add_argument("--out", default="results/isoflop-sweep.jsonl", help="JSONL results table (appended)")
+    p.add_argument("--budgets", default=",".join(f"{c:g}" for c in DEFAULT_BUDGETS),
+                   help="comma-separated FLOP budgets")
+    p.add_argument("--sizes-per-budget", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="parallel runs (default: one per core)")
+    p.add_argument("--executor", choices=["process", "dask"], default="process")
+    p.add_argument("--address", help="Dask scheduler address (default: a LocalCluster)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their sizes, train nothing")
+
+
+def _sweep_run(args):
+    try:
+        budgets = [float(c) for c in args.budgets.split(",") if c.strip()]
+    except ValueError:
+        raise ValueError(f"--budgets must be comma-separated numbers, got {args.budgets!r}") from None
+    if args.sizes_per_budget < 1 or (args.workers is not None and args.workers < 1):
+        raise ValueError("--sizes-per-budget and --workers must be at least 1")
+    specs = default_grid(budgets=budgets, sizes_per_budget=args.sizes_per_budget, seed=args.seed)
+    if args.dry_run:
+        for s in specs:
+            n = s.params().total
+            print(f"{s.key:<40} N={n:>8,d}  steps={s.steps():>6d}  tokens/param={s.C_budget / (6 * n * n):7.1f}")
+        return 0
+    rows = run_sweep(specs, args.out, executor=args.executor, workers=args.workers, address=args.address)
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+def _register():
+    from .cli import register_subcommand
+
+    register_subcommand("sweep", "train an IsoFLOP grid of model sizes x budgets (restartable)",
+                        _sweep_arguments, _sweep_run)
+
+
+_register()
