@@ -233,6 +233,23 @@ def test_release_matches_nbgraders_rules_on_a_small_notebook():
         nbtools.release_notebook(bad)
 
 
+def test_release_is_what_nbgrader_itself_produces():
+    """Only where nbgrader is installed (it is never required): its own preprocessors and
+    metadata validator agree with ours on every notebook."""
+    pytest.importorskip("nbgrader")
+    from nbgrader.nbgraderformat import MetadataValidator
+    from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, ClearSolutions
+
+    for name in NOTEBOOKS:
+        nb = instructor(name)
+        MetadataValidator().validate_nb(nb)
+        theirs, res = copy.deepcopy(nb), {"language": "python"}
+        for pre in (ClearSolutions(), ClearHiddenTests(), ClearOutput()):
+            theirs, res = pre.preprocess(theirs, res)
+        ours = nbtools.release_notebook(nb, name)
+        assert [c.source for c in ours.cells] == [c.source for c in theirs.cells], name
+
+
 def test_instructor_notebooks_are_consistent():
     ids = []
     for name in NOTEBOOKS:
