@@ -474,8 +474,13 @@ def _render_doc(plan: Plan, doc: Doc, md) -> str | bytes:
             if new != src:
                 cell["source"] = new
         return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-    text = doc.read_from.read_text(encoding="utf-8")
-    return _process_links(plan, doc, text, md, doc.origin)
+    text = _process_links(plan, doc, doc.read_from.read_text(encoding="utf-8"), md, doc.origin)
+    if doc.orphan:  # reached by links only (README.md, say): not in the table of contents
+        if text.startswith("---\n"):
+            text = "---\norphan: true\n" + text[4:]
+        else:
+            text = "---\norphan: true\n---\n\n" + text
+    return text
 
 
 def _doc_title(doc: Doc) -> str:

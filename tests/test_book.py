@@ -97,7 +97,8 @@ $$
 \ell = -x_t + \log \sum_j e^{x_j}. \tag{2.6}
 $$
 
-The next chapter is [attention](03-attention.md); the code is in
+The next chapter is [attention](03-attention.md) (see also the [read-me](../README.md));
+the code is in
 [`functional/softmax.py`](../minichinchilla/functional/softmax.py#L3).
 
 ## Summary
@@ -210,6 +211,8 @@ def make_sample_repo(dest: Path, release_command: bool = True) -> Path:
         "minichinchilla/functional/attention.py": "def attention_forward(q, k, v):\n"
                                                   "    '''```not a fence```'''\n",
         "tests/test_attention.py": "def test_nothing():\n    pass\n",
+        "README.md": "# Sample course\n\nStart with [chapter 2](chapters/02-softmax.md); "
+                     "run [the tests](tests/).\n",
     }
     if release_command:
         files["minichinchilla/assignments/__init__.py"] = ""
@@ -250,6 +253,8 @@ def test_assemble_rewrites_links_and_keeps_layout(tmp_path):
     assert page.startswith("# `minichinchilla/functional/attention.py`")
     assert "````{code-block} python" in page  # fence longer than the ``` inside
     assert "orphan: true" in (src / "tests/test_attention.py.md").read_text()
+    readme = (src / "README.md").read_text()  # a page reached by a link: rendered, orphan
+    assert readme.startswith("---\norphan: true\n---") and "](tests/index.md)" in readme
     index = (src / "index.md").read_text()
     assert index.index("chapters/03-attention\n") < index.index("<notebooks/03-attention>")
     assert "Notebook 03: Attention (notebook) <notebooks/03-attention>" in index
