@@ -17,13 +17,11 @@ import copy
 import io
 import json
 import pathlib
-import re
 import subprocess
 import sys
 import time
 
 import nbformat
-import numpy as np
 import pytest
 
 from minichinchilla.assignments import checks, nbtools

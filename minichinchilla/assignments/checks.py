@@ -715,8 +715,10 @@ def _close(what, name, got, expected, rtol=1e-9, atol=1e-15):
     got = np.asarray(got)
     if got.shape != np.shape(expected) or not np.allclose(got, expected, rtol=rtol, atol=atol):
         i = int(np.abs(got - expected).argmax()) if got.shape == np.shape(expected) else 0
-        raise CheckFailure(f"{what}: {name} is wrong: got {got.reshape(-1)[i]!r} at flat index "
-                           f"{i}, expected {np.asarray(expected).reshape(-1)[i]!r}")
+        if got.shape != np.shape(expected):
+            raise CheckFailure(f"{what}: {name} has shape {got.shape}, expected {np.shape(expected)}")
+        raise CheckFailure(f"{what}: {name} is wrong: got {float(got.reshape(-1)[i]):.10g} at flat "
+                           f"index {i}, expected {float(np.asarray(expected).reshape(-1)[i]):.10g}")
 
 
 def adamw_first_step(adamw_step):
@@ -726,6 +728,10 @@ def adamw_first_step(adamw_step):
     m, v = np.zeros(6), np.zeros(6)
     lr, (b1, b2), eps, wd = 1e-2, (0.9, 0.999), 1e-8, 0.01
     p1, m1, v1 = _adamw(adamw_step, what, p, g, m, v, 1, lr=lr, betas=(b1, b2), eps=eps)
+    if np.allclose(m1, (1 - b1) * (g + wd * p), rtol=1e-9):
+        raise CheckFailure(f"{what}: m = (1 - beta1) (g + weight_decay * p): the weight decay went "
+                           "into the gradient (L2 regularisation); AdamW's decay is decoupled — "
+                           "multiply p by (1 - lr * weight_decay) and leave g alone")
     _close(what, "m", m1, (1 - b1) * g)
     _close(what, "v", v1, (1 - b2) * g * g)
     # bias correction makes m_hat = g and v_hat = g^2 at t = 1: each weight moves by ~lr, after
@@ -942,15 +948,12 @@ def compare_scaling(transformer_flops=None, compute_optimal=None):
     except Exception as e:
         print(f"compare with minichinchilla.scaling: {_package_unavailable(e)}")
         return
-    ok = True
     if transformer_flops is not None:
         same = transformer_flops(**cfg) == ref_f
-        ok &= same
         print(f"transformer_flops {'agrees' if same else 'DIFFERS'} with minichinchilla.scaling")
     if compute_optimal is not None:
         got = compute_optimal(PAPER_FIT, 1e22)
         same = all(math.isclose(float(g), float(r), rel_tol=1e-9) for g, r in zip(got, ref_opt))
-        ok &= same
         print(f"compute_optimal   {'agrees' if same else 'DIFFERS'} with ChinchillaFit.compute_optimal")
 
 

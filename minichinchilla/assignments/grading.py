@@ -101,8 +101,10 @@ def merge_submission(instructor, student):
         if gid and nbtools.is_solution(cell) and gid not in present:
             notes.append(f"the solution cell {gid!r} is missing from the submission")
 
-    for i, cell in enumerate(merged):  # nbformat 4.5 ids must be unique: renumber them
-        cell["id"] = f"graded-{i}"
+    for i, cell in enumerate(merged):
+        cell["id"] = f"graded-{i}"  # nbformat 4.5 ids must be unique: renumber them
+        if cell.cell_type == "code":  # no stale outputs: a cell that never runs shows nothing
+            cell.outputs, cell.execution_count = [], None
     nb = nbformat.v4.new_notebook(cells=merged, metadata=copy.deepcopy(instructor.metadata))
     return nb, notes
 
@@ -326,7 +328,9 @@ def _grade_task(args):
     with tempfile.TemporaryDirectory(prefix="mc-grade-") as tmp:
         work = Path(tmp) / "work"
         try:
-            shutil.copytree(folder, work, symlinks=True)
+            # a folder named like the package would shadow it on the kernel's sys.path
+            shutil.copytree(folder, work, symlinks=True, ignore=shutil.ignore_patterns(
+                "minichinchilla", "minichinchilla.py", ".ipynb_checkpoints", "__pycache__"))
         except Exception:
             work.mkdir(parents=True, exist_ok=True)
         copied = work / path.name if path is not None else None
