@@ -323,7 +323,10 @@ def test_short_finetune_of_a_pretrained_run_beats_majority(pretrained_run, task)
 
     model, tok, _ = load_run(pretrained_run)
     res = run_classification(model, tok, task, steps=60, lr=3e-3, eval_interval=30, max_len=64)
-    assert res.test["accuracy"] > 1 / task.num_classes + 0.08
+    majority = majority_baseline(task)["test"]
+    # 240 test documents: the standard error of an accuracy near 1/6 is about 0.024
+    assert res.test["accuracy"] > 0.23 > majority["accuracy"] + 0.06
+    assert res.test["macro_f1"] > majority["macro_f1"] + 0.1
     assert len(res.curve) == 2 and res.test["loss"] < math.log(task.num_classes)
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -107,9 +107,8 @@ class FineTuneResult:
         return np.asarray(self.test["confusion"]) if "confusion" in self.test else None
 
     def to_dict(self) -> dict:
-        d = asdict(self)  # deep-copies fields; the model is replaced below
-        d.pop("model")
-        return d
+        """Everything but the model, JSON-able."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "model"}
 
 
 class EarlyStopping:
