@@ -128,6 +128,8 @@ dP &= dO\, V^\top
 
 ![a figure](figures/heatmap.png)
 
+<img src="figures/heatmap.png" alt="the same figure as raw HTML" width="32">
+
 See the [notebook](../notebooks/03-attention.ipynb), the
 [softmax chapter's loss](02-softmax.md#summary), the
 [attention code](../minichinchilla/functional/attention.py), the
