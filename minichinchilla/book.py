@@ -397,9 +397,11 @@ def _process_links(plan: Plan, doc: Doc, text: str, md, where: str) -> str:
     """Check every local link in `text` and rewrite those whose target moved.
     Problems are collected in plan.errors (all of them are reported together)."""
     rewrites: dict[str, str] = {}
+    seen: set[tuple[str, str]] = set()
     for kind, url in _links(md, text):
-        if not _is_local(url) or url in rewrites:
+        if not _is_local(url) or (kind, url) in seen:
             continue
+        seen.add((kind, url))
         at = text.find(url)
         line = f"{where}:{text.count(chr(10), 0, at) + 1}" if at >= 0 else where
         try:
