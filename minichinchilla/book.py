@@ -403,7 +403,9 @@ def _process_links(plan: Plan, doc: Doc, text: str, md, where: str) -> str:
             continue
         seen.add((kind, url))
         at = text.find(url)
-        line = f"{where}:{text.count(chr(10), 0, at) + 1}" if at >= 0 else where
+        n = text.count("\n", 0, at) + 1
+        line = where if at < 0 else (f"{where[:-1]}, line {n})" if where.endswith(")")
+                                     else f"{where}:{n}")
         try:
             rewrites[url] = _resolve_link(plan, doc, kind, url, line)
         except BookError as e:
