@@ -219,6 +219,30 @@ def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
     return TrainConfig.from_dict({**data, **(overrides or {})}, source)
 
 
+_METAVARS = {"data": "PATH", "sample_prompt": "TEXT"}
+FIELD_HELP = {
+    "data": "a UTF-8 .txt file or a folder of them; omit for the built-in corpus",
+    "val_fraction": "share of documents held out for validation",
+    "vocab_size": "BPE: total vocabulary; char/word: largest vocabulary kept",
+    "d_ff": "FFN width; none = 4 * d_model",
+    "context_len": "the model's maximum context; none = seq_len",
+    "tie_embeddings": "true/false: share the input embedding with the output layer",
+    "seq_len": "tokens per training row",
+    "max_steps": "the run's horizon: the cosine schedule ends exactly here",
+    "token_budget": "alternative horizon: ceil(token_budget / (batch_size * seq_len)) steps",
+    "lr": "peak learning rate",
+    "min_lr_ratio": "the cosine decays to this fraction of lr",
+    "warmup_steps": "linear warm-up (capped at half the run)",
+    "weight_decay": "AdamW decay on matrices (not on norms and biases)",
+    "grad_clip": "clip the global gradient norm to this; 0 = off",
+    "eval_interval": "evaluate and checkpoint every N steps (and at 0 and the end)",
+    "eval_batches": "batches per loss estimate; 0 = the whole validation split",
+    "seed": "model initialisation, data order and the final sample",
+    "sample_tokens": "length of the sample printed at the end; 0 = none",
+    "sample_prompt": "prompt of that sample; empty = a new document",
+}
+
+
 # ---- command-line flags, one per field --------------------------------------------------
 def _parse_bool(text: str) -> bool:
     low = text.strip().lower()
@@ -254,9 +278,10 @@ def add_config_arguments(parser):
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         choices = CHOICES.get(f.name)
+        meta = "{" + ",".join(choices) + "}" if choices else _METAVARS.get(f.name, _parser_for(hints[f.name]).__name__)
         group.add_argument(flag, dest=f"cfg_{f.name}", type=_parser_for(hints[f.name]),
-                           default=argparse.SUPPRESS, choices=choices, metavar=f.name.upper(),
-                           help=f"default: {f.default!r}")
+                           default=argparse.SUPPRESS, choices=choices, metavar=meta,
+                           help=f"{FIELD_HELP.get(f.name, '')} (default: {f.default!r})".lstrip())
 
 
 def overrides_from_args(namespace) -> dict:

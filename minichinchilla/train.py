@@ -475,12 +475,13 @@ def run_training(cfg: TrainConfig, run_dir, *, resume: bool = False, force: bool
     print(f"done: val loss {first['val_loss']:.4f} (step {first['step']}) -> {last['val_loss']:.4f} "
           f"(step {last['step']}), perplexity {last['val_ppl']:.2f}; run saved in {run_dir}",
           file=out, flush=True)
-    if cfg.sample_tokens and not quiet:
+    if cfg.sample_tokens:
         from .sample import generate_text
 
         print(f"\nsample (seed {cfg.seed}, temperature 0.8, top-k 40):\n---", file=out)
         generate_text(model, tokenizer, cfg.sample_prompt, cfg.sample_tokens, 0.8, 40, cfg.seed,
-                      write=lambda s: (out.write(s), out.flush()))
+                      write=lambda s: (out.write(s), out.flush()),
+                      warn=lambda m: print(m, file=sys.stderr))
         print("\n---", file=out, flush=True)
     return RunResult(step, False, last["val_loss"], run_dir)
 
@@ -495,7 +496,8 @@ def build_parser():
     p.add_argument("--out", metavar="DIR", help="run directory, new or empty (default: runs/<timestamp>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
     p.add_argument("--force", action="store_true", help="reuse a non-empty --out (replaces its run files)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar, no per-evaluation lines")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no per-evaluation lines (the summary and sample still print)")
     add_config_arguments(p)
     return p
 
