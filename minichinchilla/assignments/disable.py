@@ -8,37 +8,21 @@ the package therefore fails that exercise's tests with a message saying why, whi
 the tests themselves need (the forwards, `gradcheck`, the Tensor engine's other operations)
 keeps working.
 
-The modules are imported before patching, so ``from minichinchilla.functional.softmax import
-softmax_backward`` in a later cell gets the stub too.
+A target is patched the moment its module has run (an import hook; at once if it is already
+loaded), and every loaded minichinchilla module is scanned for references to the original, so
+``from minichinchilla.functional.softmax import softmax_backward`` in any later cell finds the
+stub, and so does package code that imported the original at module level (the fused Tensor
+nodes).
 """
 from __future__ import annotations
 
 import functools
 import importlib
-import pkgutil
+import importlib.abc
 import sys
 
 MESSAGE = ("disabled during grading: {name} is the package's own implementation of what this "
            "exercise asks you to write; write your own")
-
-# packages whose modules may hold (or re-export) a disabled target
-_PACKAGES = ("minichinchilla.functional", "minichinchilla.tensor", "minichinchilla.composed",
-             "minichinchilla.nn", "minichinchilla.model", "minichinchilla.optim",
-             "minichinchilla.scaling")
-
-
-def _import_all():
-    for name in _PACKAGES:
-        try:
-            mod = importlib.import_module(name)
-        except Exception:  # a module that is missing or broken cannot leak an answer
-            continue
-        for info in pkgutil.walk_packages(getattr(mod, "__path__", []), prefix=name + "."):
-            try:
-                importlib.import_module(info.name)
-            except Exception:
-                pass
-
 
 def _stub(name, original):
     message = MESSAGE.format(name=name)
@@ -57,32 +41,75 @@ def _stub(name, original):
 
 
 def disable_references(targets=None):
-    """Replace each target by a raising stub; returns the names that were disabled."""
+    """Replace each target by a raising stub; returns the names disabled now.
+
+    Targets in modules that are already loaded are patched at once; the others when their module
+    is first imported (an import hook), so grading a notebook never imports what it does not use.
+    """
     if targets is None:
         from .exercises import all_disabled
 
         targets = all_disabled()
-    _import_all()
-    done = []
+    by_module = {}
     for target in targets:
         module_name, _, attr = target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except Exception:
-            continue
+        by_module.setdefault(module_name, []).append(attr)
+    done, pending = [], {}
+    for module_name, attrs in by_module.items():
+        if module_name in sys.modules:
+            done += _disable_in(sys.modules[module_name], attrs)
+        else:
+            pending[module_name] = attrs
+    if pending:
+        sys.meta_path.insert(0, _PatchOnImport(pending))
+    return done
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Wrap the loader of each pending module so its targets are disabled right after it runs,
+    before any importer can bind the originals."""
+
+    def __init__(self, pending):
+        self.pending = pending
+
+    def find_spec(self, name, path, target=None):
+        if name not in self.pending:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        attrs = self.pending.pop(name)
+        exec_module = spec.loader.exec_module
+
+        def exec_then_disable(module):
+            exec_module(module)
+            _disable_in(module, attrs)
+
+        spec.loader.exec_module = exec_then_disable
+        return spec
+
+
+def _disable_in(module, attrs):
+    done = []
+    for attr in attrs:
         owner_name, _, member = attr.rpartition(".")
-        full = f"{module_name}.{attr}"
+        full = f"{module.__name__}.{attr}"
         if owner_name:  # a method or property of a class
             cls = getattr(module, owner_name, None)
             if cls is None or member not in vars(cls):
                 continue
             original = vars(cls)[member]
             if isinstance(original, property):
-                getter = _stub(full, original.fget)
-                setattr(cls, member, property(getter))
+                setattr(cls, member, property(_stub(full, original.fget)))
             else:
-                func = getattr(original, "__func__", original)
-                stub = _stub(full, func)
+                stub = _stub(full, getattr(original, "__func__", original))
                 if isinstance(original, staticmethod):
                     stub = staticmethod(stub)
                 elif isinstance(original, classmethod):
