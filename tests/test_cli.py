@@ -101,3 +101,20 @@ def test_sample_subprocess_has_no_traceback(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith("error: no checkpoint")
     assert "Traceback" not in proc.stderr
+
+
+def test_checkpoint_of_another_model_shape_is_refused(run, tmp_path, capsys):
+    import json
+
+    other = tmp_path / "other"
+    (other / "ckpt").mkdir(parents=True)
+    for p in (run / "ckpt").iterdir():
+        (other / "ckpt" / p.name).write_bytes(p.read_bytes())
+    state = json.loads((other / "ckpt" / "state.json").read_text())
+    state["model_config"]["d_model"] = 64  # the arrays are still 32 wide
+    (other / "ckpt" / "state.json").write_text(json.dumps(state))
+    for command in ("sample", "eval"):
+        assert dispatch([command, "--checkpoint", str(other)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: checkpoint") and "does not match the model shape" in err
+        assert "shape mismatch" in err and "Traceback" not in err
