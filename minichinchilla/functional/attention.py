@@ -108,7 +108,7 @@ def _query_block(xp, Tq):
     return Tq if xp.__name__ != "numpy" else min(Tq, 64)
 
 
-def _attend(q, k, v, past, causal, pad):
+def _attend(q, kT, v, past, causal, pad):
     """Masked softmax attention, FlashAttention style (chapters/03-attention.md, eq. 3.2 to
     chapters/03-attention.md, eq. 3.5), without ever holding all of P.
 
@@ -119,25 +119,31 @@ def _attend(q, k, v, past, causal, pad):
     (chapter 03, section 6). A causal block of queries first..first+Tb-1 reads only keys
     0..first+Tb-1: the keys in its future would all get weight 0, so they are skipped.
 
+    Layout matters as much as flop counts here: the keys come TRANSPOSED and contiguous, kT of
+    shape (BH, hs, Tk), because BLAS multiplies q (Tb, hs) by a plain (hs, Tk) matrix almost twice
+    as fast as by the transposed view of a (Tk, hs) one (hs = 32 is a short inner dimension).
+
     Inputs:
-        q: (BH, Tq, hs) scaled queries at positions past .. past+Tq-1; k, v: (BH, Tk, hs)
+        q: (BH, Tq, hs) scaled queries at positions past .. past+Tq-1
+        kT: (BH, hs, Tk) keys, transposed; v: (BH, Tk, hs) values
         pad: None or (BH, Tk) bool, True = padding key
     Returns:
         y (BH, Tq, hs) and lse (BH, Tq). A query whose keys are all masked gets y = 0.
     """
-    xp = get_array_module(q, k, v)
+    xp = get_array_module(q, kT, v)
     BH, Tq, hs = q.shape
-    Tk = k.shape[1]
+    Tk = kT.shape[2]
     y = xp.empty_like(q)  # (BH, Tq, hs)
     lse = xp.empty((BH, Tq), dtype=q.dtype)  # (BH, Tq)
     Tb = _query_block(xp, Tq)
     future = _future_bias(xp, Tb, q.dtype) if causal else None  # (Tb, Tb)
+    ones = xp.ones((Tk, 1), dtype=q.dtype)  # (Tk, 1)
 
     def heads(g):  # one block of heads g, all queries, block by block
         for lo in range(0, Tq, Tb):
             hi = min(lo + Tb, Tq)
             end = min(past + hi, Tk) if causal else Tk  # the keys this block can see
-            S = xp.matmul(q[g, lo:hi], k[g, :end].swapaxes(-1, -2))  # (G, Tb, end) scores
+            S = xp.matmul(q[g, lo:hi], kT[g, :, :end])  # (G, Tb, end) scores
             _mask_scores(S, past + lo, future, None if pad is None else pad[g, :end])
             m = S.max(axis=-1, keepdims=True)  # (G, Tb, 1) row maxima
             if pad is not None:
@@ -145,7 +151,8 @@ def _attend(q, k, v, past, causal, pad):
                 m = xp.where(xp.isfinite(m), m, 0.0)  # (G, Tb, 1)
             S -= m  # (G, Tb, end) shift invariance (eq. 2.2): every exponent <= 0
             xp.exp(S, out=S)  # (G, Tb, end) unnormalised weights E
-            s = S.sum(axis=-1, keepdims=True)  # (G, Tb, 1) >= 1, except all-masked rows: 0
+            # Row sums as a product with a vector of ones: BLAS beats NumPy's reduction here.
+            s = xp.matmul(S, ones[:end])  # (G, Tb, 1) >= 1, except all-masked rows: 0
             if pad is not None:
                 s = xp.where(s == 0, 1.0, s)  # (G, Tb, 1) all-masked rows: 0 / 1 = 0, not NaN
             yb = y[g, lo:hi]  # (G, Tb, hs) view we write into
@@ -160,7 +167,7 @@ def _attend(q, k, v, past, causal, pad):
     return y, lse
 
 
-def _attend_backward(dy, q, k, v, lse, D, past, causal, pad):
+def _attend_backward(dy, q, kT, v, lse, D, past, causal, pad):
     """Backward of `_attend`, block by block, rebuilding P = exp(S - lse) from q and k.
 
     dv = P^T dy, dP = dy v^T           (chapters/03-attention.md, eq. 3.7)
@@ -170,14 +177,19 @@ def _attend_backward(dy, q, k, v, lse, D, past, causal, pad):
     D = rowsum(dP * P) of eq. 3.8 equals rowsum(dy * y): sum_j (dy . v_j) P_ij = dy . y. The
     caller computes it once on the (T, hs) arrays, so no (Tb, Tk) pass is needed for it.
 
+    As in the forward, every product gets plain (not transposed-view) right operands where
+    the inner dimension is hs: k and v^T are made contiguous once per call.
+
     Inputs:
-        dy: (BH, Tq, hs); q (scaled), k, v, lse, past, causal, pad as in `_attend`; D: (BH, Tq)
+        dy: (BH, Tq, hs); q (scaled), kT, v, lse, past, causal, pad as in `_attend`; D: (BH, Tq)
     Returns:
-        dq_s (gradient w.r.t. the SCALED q), dk, dv: each shaped like its input
+        dq_s (gradient w.r.t. the SCALED q), dk, dv: (BH, Tq, hs), (BH, Tk, hs), (BH, Tk, hs)
     """
     xp = get_array_module(dy, q)
     BH, Tq, hs = q.shape
-    Tk = k.shape[1]
+    Tk = kT.shape[2]
+    k = xp.ascontiguousarray(kT.swapaxes(-1, -2))  # (BH, Tk, hs) for dq = dS k
+    vT = xp.ascontiguousarray(v.swapaxes(-1, -2))  # (BH, hs, Tk) for dP = dy v^T
     dq = xp.empty_like(q)  # (BH, Tq, hs)
     dk = xp.zeros_like(k)  # (BH, Tk, hs) accumulated over query blocks
     dv = xp.zeros_like(v)  # (BH, Tk, hs)
@@ -188,14 +200,14 @@ def _attend_backward(dy, q, k, v, lse, D, past, causal, pad):
         for lo in range(0, Tq, Tb):
             hi = min(lo + Tb, Tq)
             end = min(past + hi, Tk) if causal else Tk
-            P = xp.matmul(q[g, lo:hi], k[g, :end].swapaxes(-1, -2))  # (G, Tb, end) S again
+            P = xp.matmul(q[g, lo:hi], kT[g, :, :end])  # (G, Tb, end) S again
             _mask_scores(P, past + lo, future, None if pad is None else pad[g, :end])
             P -= lse[g, lo:hi, None]  # (G, Tb, end)
             xp.exp(P, out=P)  # (G, Tb, end) the weights P, exactly as in the forward
             dyb = dy[g, lo:hi]  # (G, Tb, hs)
             dvb, dkb = dv[g, :end], dk[g, :end]  # (G, end, hs) views we accumulate into
             dvb += xp.matmul(P.swapaxes(-1, -2), dyb)  # (G, end, hs) eq. 3.7
-            dS = xp.matmul(dyb, v[g, :end].swapaxes(-1, -2))  # (G, Tb, end) dP, eq. 3.7
+            dS = xp.matmul(dyb, vT[g, :, :end])  # (G, Tb, end) dP, eq. 3.7
             dS -= D[g, lo:hi, None]  # (G, Tb, end)
             dS *= P  # (G, Tb, end) the softmax VJP, eq. 3.8
             xp.matmul(dS, k[g, :end], out=dq[g, lo:hi])  # (G, Tb, hs) eq. 3.9
@@ -256,10 +268,11 @@ def attention_forward(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_m
                             f"{getattr(key_padding_mask, 'dtype', type(key_padding_mask).__name__)}")
         check_shape("key_padding_mask", key_padding_mask, (B, T), f"(B, T) for x of shape {tuple(x.shape)}")
     q, k, v, cache_qkv, rope_cache, scale = _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, 0)  # (BH, T, hs) each
+    kT = xp.ascontiguousarray(k.swapaxes(-1, -2))  # (BH, hs, T) the layout the score GEMM wants
     pad = _padding_per_head(xp, key_padding_mask, NH)  # (BH, T) or None
-    y, lse = _attend(q, k, v, 0, causal, pad)  # (BH, T, hs), (BH, T)
+    y, lse = _attend(q, kT, v, 0, causal, pad)  # (BH, T, hs), (BH, T)
     out, cache_o = linear_forward(_merge_heads(y, B), Wo, bo)  # (B, T, C)
-    return out, (cache_qkv, cache_o, q, k, v, lse, pad, causal, rope_cache, scale, NH)
+    return out, (cache_qkv, cache_o, q, kT, v, lse, pad, causal, rope_cache, scale, NH)
 
 
 def attention_backward(dout, cache):
@@ -278,7 +291,7 @@ def attention_backward(dout, cache):
     Returns:
         dx: (B, T, C), dWqkv: (C, 3C), dbqkv: (3C,) or None, dWo: (C, C), dbo: (C,) or None
     """
-    cache_qkv, cache_o, q, k, v, lse, pad, causal, rope_cache, scale, NH = cache
+    cache_qkv, cache_o, q, kT, v, lse, pad, causal, rope_cache, scale, NH = cache
     xp = get_array_module(dout, q)
     BH, T, hs = q.shape
     B, C = BH // NH, NH * hs
@@ -288,7 +301,7 @@ def attention_backward(dout, cache):
     D = (dy * y).reshape(B, T, NH, hs).sum(axis=-1)  # (B, T, NH)
     D = xp.ascontiguousarray(D.transpose(0, 2, 1)).reshape(BH, T)  # (BH, T)
     dy = xp.ascontiguousarray(dy.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)).reshape(BH, T, hs)  # (BH, T, hs)
-    dq, dk, dv = _attend_backward(dy, q, k, v, lse, D, 0, causal, pad)  # (BH, T, hs) each
+    dq, dk, dv = _attend_backward(dy, q, kT, v, lse, D, 0, causal, pad)  # (BH, T, hs) each
     dq *= scale  # (BH, T, hs) S = (q * scale) k^T: chain rule through the scaling of q
     # (dk needs no factor: the cached q is already the scaled one.)
     if rope_cache is not None:
@@ -340,6 +353,7 @@ def attention_step(x, Wqkv, bqkv, Wo, bo, n_heads, kv_cache=None, rope_base=None
     else:
         k, v = k.copy(), v.copy()  # (B, NH, T_new, hs) own the memory, not a view of the heads buffer
     Tk = T_past + T_new
-    y, _ = _attend(q, k.reshape(B * NH, Tk, hs), v.reshape(B * NH, Tk, hs), T_past, True, None)  # (BH, T_new, hs)
+    kT = xp.ascontiguousarray(k.reshape(B * NH, Tk, hs).swapaxes(-1, -2))  # (BH, hs, Tk)
+    y, _ = _attend(q, kT, v.reshape(B * NH, Tk, hs), T_past, True, None)  # (BH, T_new, hs)
     out, _ = linear_forward(_merge_heads(y, B), Wo, bo)  # (B, T_new, C)
     return out, (k, v)
