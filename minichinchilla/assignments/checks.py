@@ -17,6 +17,8 @@ notebook's given code; checks print ``PASSED <what>`` and return None when they 
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 
 import numpy as np
@@ -1099,9 +1101,6 @@ def check(name, fn, *given):
     for gid, func, pts in subchecks:
         total += pts
         try:
-            import contextlib
-            import io
-
             with contextlib.redirect_stdout(io.StringIO()):
                 func(fn, *given)
         except AssertionError as e:
