@@ -372,7 +372,7 @@ def amax(x, axis=None, keepdims=False):
 
     def backward(g):
         is_max = xd == out_k  # (shape of x) True where x attains the max
-        count = is_max.sum(axis=axes, keepdims=True)
+        count = is_max.sum(axis=axes, keepdims=True).astype(xd.dtype)  # int counts would promote to float64
         gk = g if keepdims else get_array_module(g).expand_dims(g, axes)
         return ((gk / count) * is_max,)
     return Tensor.from_op(out, (x,), backward)

@@ -163,3 +163,13 @@ def test_ndarray_on_the_left_defers_to_tensor():
     assert isinstance(y, Tensor)
     y.sum().backward()
     np.testing.assert_array_equal(x.grad, [3.0, 3.0])
+
+
+def test_every_primitive_keeps_float32_gradients():
+    x = Tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
+    outs = [ops.amax(x, axis=1), ops.mean(x, axis=0), x[np.array([0, 0])], ops.pow(x, 2),
+            ops.where(np.eye(2, 3, dtype=bool), x, 0.0), ops.masked_fill(x, np.eye(2, 3, dtype=bool), 0.0)]
+    for out in outs:
+        x.zero_grad()
+        out.sum().backward()
+        assert x.grad.dtype == np.float32, out
