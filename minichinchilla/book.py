@@ -638,6 +638,7 @@ class BuildResult:
     warnings: list[str]
     tolerated: list[str]
     notices: list[str]
+    pages: list[str]  # site paths of the chapters, notebooks and assignments, reading order
 
 
 _WARN_START = re.compile(r"(WARNING|ERROR|CRITICAL|SEVERE):")
@@ -787,8 +788,10 @@ def build(root: Path | None = None, out: Path | None = None, src: Path | None = 
         # forget the cached environment so the next build reports them again
         shutil.rmtree(doctrees, ignore_errors=True)
         raise BookError("the book did not build cleanly:\n" + "\n".join(warnings))
+    pages = [re.sub(r"\.(md|ipynb)$", ".html", p)
+             for p in plan.chapters_toc + plan.assignments_toc]
     return BuildResult(out=out, seconds=dt, warnings=[], tolerated=tolerated,
-                       notices=plan.notices)
+                       notices=plan.notices, pages=pages)
 
 
 # ----------------------------------------------------------------------------- serve

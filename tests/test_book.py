@@ -23,9 +23,9 @@ import http.server
 import importlib.util
 import json
 import os
-import re
 import shutil
 import struct
+import tempfile
 import threading
 import time
 import urllib.error
@@ -339,9 +339,10 @@ def sample_site(tmp_path_factory):
     root = make_sample_repo(tmp_path_factory.mktemp("book") / "repo")
     out = root / "_build" / "book"
     result = book.build(root=root, out=out, verbose=False)
-    plan_pages = ["chapters/02-softmax.html", "chapters/03-attention.html",
-                  "notebooks/03-attention.html", "notebooks/assignments/01-softmax.html"]
-    return result.out, plan_pages
+    assert result.pages == ["chapters/02-softmax.html", "chapters/03-attention.html",
+                            "notebooks/03-attention.html",
+                            "notebooks/assignments/01-softmax.html"]
+    return result.out, result.pages
 
 
 @pytest.fixture(scope="session")
@@ -351,12 +352,7 @@ def real_site():
         pytest.skip("docs packages missing")
     root = Path(os.environ.get("BOOK_TEST_ROOT", REPO))  # another checkout, if asked
     result = book.build(root=root, out=root / "_build" / "book", verbose=False)
-    probe = root / "_build" / "book-src-assignments-probe"
-    plan = book._plan(root, probe)
-    shutil.rmtree(probe, ignore_errors=True)
-    pages = [re.sub(r"\.(md|ipynb)$", ".html", p)
-             for p in plan.chapters_toc + plan.assignments_toc]
-    return result.out, pages
+    return result.out, result.pages
 
 
 @needs_docs
@@ -399,7 +395,7 @@ def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    profile = Path(__import__("tempfile").mkdtemp(prefix="book-chromium-"))
+    profile = Path(tempfile.mkdtemp(prefix="book-chromium-"))
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
