@@ -12,6 +12,15 @@ so the first losses match):
 
 Results are printed as a table and written as JSON (``--json PATH``). This is a benchmark, not
 a test: nothing here asserts a time.
+
+Besides wall-clock time every child records the CPU time of each step (``time.process_time``):
+on a shared, busy machine the wall clock of a 1-thread run measures the neighbours as much as
+the code, its CPU time much less so. Two extra measurements:
+
+* ``--overhead``: the same step written straight against the functional pairs
+  (`functional_step`, no autograd graph) — the difference is what the engine costs;
+* ``--small``: tokens/s and FLOP/s of the small models a scaling sweep trains (1 thread each,
+  one process per core), and from them `sweep_estimate`: how long a sweep takes.
 """
 from __future__ import annotations
 
@@ -29,6 +38,14 @@ CONFIGS = {
     "b": dict(vocab_size=512, d_model=256, n_layers=6, n_heads=8, seq_len=256, batch=8),
     "b64": dict(vocab_size=512, d_model=256, n_layers=6, n_heads=8, seq_len=256, batch=64),
 }
+# The small models a scaling sweep trains (minichinchilla.scaling.sweep.DEFAULT_SHAPES), about
+# 10k, 100k and 1M parameters; measured on 1 thread, as the sweep runs one process per core.
+SMALL_CONFIGS = {
+    "s10k": dict(vocab_size=64, d_model=16, n_layers=2, n_heads=2, seq_len=32, batch=16),
+    "s100k": dict(vocab_size=64, d_model=48, n_layers=3, n_heads=4, seq_len=32, batch=32),
+    "s1m": dict(vocab_size=64, d_model=128, n_layers=5, n_heads=4, seq_len=64, batch=32),
+}
+ALL_CONFIGS = {**CONFIGS, **SMALL_CONFIGS}
 
 
 # ---- child side: one measurement in a clean process --------------------------------------
@@ -65,7 +82,57 @@ def _model_and_batch(spec, seed=0):
     return cfg, model, idx, targets
 
 
-def _child_ours(spec, warmup, repeats, device):
+def functional_step(model, idx, targets):
+    """Forward + backward of `model` (learned positions, LayerNorm, tied embeddings) written
+    directly against the hand-derived pairs of `minichinchilla.functional`: no Tensor, no graph.
+
+    It does exactly the work of ``model(idx, targets)[1].backward()`` and leaves the same
+    gradients in every ``p.grad``; the time difference between the two is the autograd
+    engine's overhead (chapters/12-performance.md). Returns the loss as a float.
+    """
+    from . import functional as F
+
+    c = model.config
+    if c.pos_encoding != "learned" or c.norm != "layernorm" or not c.tie_embeddings:
+        raise NotImplementedError("functional_step covers learned positions, LayerNorm and tied embeddings")
+    B, T = idx.shape
+    E, pos = model.tok_emb.weight, model.pos_emb
+    x, c_emb = F.embedding_forward(idx, E.data)  # (B, T, C)
+    x = x + pos.data[:T]  # (B, T, C)
+    caches = []
+    for blk in model.blocks:
+        h, c1 = F.layernorm_forward(x, blk.norm1.weight.data, blk.norm1.bias.data)
+        a, c2 = F.attention_forward(h, blk.attn.qkv.data, blk.attn.qkv_bias.data, blk.attn.proj.data,
+                                    blk.attn.proj_bias.data, c.n_heads)
+        x = x + a  # (B, T, C)
+        h, c3 = F.layernorm_forward(x, blk.norm2.weight.data, blk.norm2.bias.data)
+        f, c4 = F.ffn_forward(h, blk.ffn.w1.data, blk.ffn.b1.data, blk.ffn.w2.data, blk.ffn.b2.data,
+                              activation=c.activation)
+        x = x + f  # (B, T, C)
+        caches.append((c1, c2, c3, c4))
+    h, c_f = F.layernorm_forward(x, model.norm_f.weight.data, model.norm_f.bias.data)
+    logits, c_out = F.linear_forward(h, E.data.T)  # (B, T, V)
+    loss, c_ce = F.cross_entropy_forward(logits, targets)
+
+    dlogits = F.cross_entropy_backward(1.0, c_ce)  # (B, T, V)
+    dh, dET, _ = F.linear_backward(dlogits, c_out)  # (B, T, C), (C, V)
+    dx, model.norm_f.weight.grad, model.norm_f.bias.grad = F.layernorm_backward(dh, c_f)
+    for blk, (c1, c2, c3, c4) in zip(reversed(model.blocks), reversed(caches)):
+        dh, blk.ffn.w1.grad, blk.ffn.b1.grad, blk.ffn.w2.grad, blk.ffn.b2.grad = F.ffn_backward(dx, c4)
+        dh, blk.norm2.weight.grad, blk.norm2.bias.grad = F.layernorm_backward(dh, c3)
+        dx = dx + dh  # the residual: both paths' gradients add (chapters/04-ffn-norm-residual.md, eq. 4.11)
+        dh, blk.attn.qkv.grad, blk.attn.qkv_bias.grad, blk.attn.proj.grad, blk.attn.proj_bias.grad = \
+            F.attention_backward(dx, c2)
+        dh, blk.norm1.weight.grad, blk.norm1.bias.grad = F.layernorm_backward(dh, c1)
+        dx = dx + dh
+    dpos = pos.data * 0  # (L, C) rows T.. get no gradient
+    dpos[:T] = dx.sum(axis=0)  # (T, C) the position table is shared by the batch
+    pos.grad = dpos
+    E.grad = F.embedding_backward(dx, c_emb) + dET.T  # tied: lookup and logits both use E
+    return float(loss)
+
+
+def _child_ours(spec, warmup, repeats, device, mode="autograd"):
     from .backend import asarray, get_backend, set_backend
     from .optim import AdamW, param_groups_for_decay
 
@@ -78,28 +145,38 @@ def _child_ours(spec, warmup, repeats, device):
     sync = (lambda: xp.cuda.Device().synchronize()) if device == "gpu" else (lambda: None)
 
     def step():
-        _, loss = model(idx, targets)
-        loss.backward()
+        if mode == "functional":
+            loss = functional_step(model, idx, targets)
+        else:
+            _, loss = model(idx, targets)
+            loss.backward()
+            loss = loss.item()
         opt.step()
         opt.zero_grad()
         return loss
 
+    return _measure(step, warmup, repeats, sync, device)
+
+
+def _measure(step, warmup, repeats, sync, device):
+    """Run `step` warmup + repeats times; wall and CPU seconds per step, first loss, peak memory."""
     # Peak memory of a step = highest RSS while stepping - RSS with model and batch ready.
     # Measured from before the FIRST step, so allocator caches filled by it count for both.
     peak_ok = _reset_peak_rss()
     base = _rss_kib("VmRSS")
-    first = float(step().item())
+    first = float(step())
     for _ in range(warmup - 1):
         step()
     sync()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         sync()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     peak = _rss_kib("VmHWM") - base if peak_ok and device == "cpu" else None
-    return dict(times=times, first_loss=first, peak_mib=None if peak is None else peak / 1024)
+    return dict(times=times, cpu_times=cpu, first_loss=first, peak_mib=None if peak is None else peak / 1024)
 
 
 def _child_torch(spec, warmup, repeats, device, threads):
@@ -121,22 +198,9 @@ def _child_torch(spec, warmup, repeats, device, threads):
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return loss
+        return loss.item()
 
-    peak_ok = _reset_peak_rss()
-    base = _rss_kib("VmRSS")
-    first = float(step().item())
-    for _ in range(warmup - 1):
-        step()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    peak = _rss_kib("VmHWM") - base if peak_ok and device == "cpu" else None
-    return dict(times=times, first_loss=first, peak_mib=None if peak is None else peak / 1024)
+    return _measure(step, warmup, repeats, sync, device)
 
 
 def _torch_ref(model, dev):
@@ -145,7 +209,7 @@ def _torch_ref(model, dev):
     return torch_model_from(model, device=dev)
 
 
-def _child_gemm_peak(device, n=1024, repeats=10):
+def _child_gemm_peak(device, n=1024, repeats=20):
     """The float32 matrix-multiply rate this process reaches: the 'peak' MFU is measured against."""
     if device == "gpu":
         import cupy as xp
@@ -153,6 +217,7 @@ def _child_gemm_peak(device, n=1024, repeats=10):
         import numpy as xp
     a = xp.ones((n, n), dtype=xp.float32)
     b = xp.ones((n, n), dtype=xp.float32)
+    a @ b  # warm-up: thread pool, caches
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -165,8 +230,9 @@ def _child_gemm_peak(device, n=1024, repeats=10):
 
 def _child(args):
     job = json.loads(args)
-    if job["kind"] == "ours":
-        return _child_ours(job["spec"], job["warmup"], job["repeats"], job["device"])
+    if job["kind"] in ("ours", "functional"):
+        mode = "functional" if job["kind"] == "functional" else "autograd"
+        return _child_ours(job["spec"], job["warmup"], job["repeats"], job["device"], mode)
     if job["kind"] == "torch":
         return _child_torch(job["spec"], job["warmup"], job["repeats"], job["device"], job["threads"])
     return _child_gemm_peak(job["device"])
@@ -191,15 +257,22 @@ def _summary(name, spec, res, flops_per_step, peak_gflops):
     med = statistics.median(res["times"])
     tokens = spec["batch"] * spec["seq_len"]
     achieved = flops_per_step / med / 1e9
+    cpu = res.get("cpu_times") or [float("nan")]
     return dict(impl=name, ms_median=med * 1e3, ms_min=min(res["times"]) * 1e3,
-                ms_max=max(res["times"]) * 1e3, tokens_per_s=tokens / med, gflops=achieved,
+                ms_max=max(res["times"]) * 1e3, cpu_ms_median=statistics.median(cpu) * 1e3,
+                cpu_ms_min=min(cpu) * 1e3, tokens_per_s=tokens / med, gflops=achieved,
                 mfu=achieved / peak_gflops, peak_mib=res["peak_mib"], first_loss=res["first_loss"])
 
 
-def run(configs, threads_list, warmup, repeats, with_torch, device):
+def _flops_per_step(spec):
     from .model import ModelConfig
     from .scaling import model_flops
 
+    cfg = ModelConfig(**{k: v for k, v in spec.items() if k != "batch"})
+    return model_flops(cfg) * spec["batch"]
+
+
+def run(configs, threads_list, warmup, repeats, with_torch, device, overhead=False):
     try:
         import torch  # noqa: F401
 
@@ -210,16 +283,21 @@ def run(configs, threads_list, warmup, repeats, with_torch, device):
     for threads in threads_list:
         peak = _run_child({"kind": "gemm", "device": device}, threads)["gflops"]
         for name in configs:
-            spec = CONFIGS[name]
-            cfg = ModelConfig(**{k: v for k, v in spec.items() if k != "batch"})
-            flops = model_flops(cfg) * spec["batch"]
+            spec = ALL_CONFIGS[name]
+            flops = _flops_per_step(spec)
             job = dict(spec=spec, warmup=warmup, repeats=repeats, device=device, threads=threads)
             ours = _summary("minichinchilla", spec, _run_child({**job, "kind": "ours"}, threads), flops, peak)
             row = dict(config=name, threads=threads, device=device, gemm_peak_gflops=peak,
-                       flops_per_step=flops, ours=ours)
+                       flops_per_step=flops, spec=spec, ours=ours)
+            if overhead:
+                row["functional"] = _summary("functional", spec, _run_child({**job, "kind": "functional"}, threads),
+                                             flops, peak)
+                row["engine_overhead"] = ours["ms_median"] / row["functional"]["ms_median"] - 1
+                row["engine_overhead_cpu"] = ours["cpu_ms_median"] / row["functional"]["cpu_ms_median"] - 1
             if have_torch:
                 row["torch"] = _summary("pytorch", spec, _run_child({**job, "kind": "torch"}, threads), flops, peak)
                 row["time_ratio"] = ours["ms_median"] / row["torch"]["ms_median"]
+                row["cpu_time_ratio"] = ours["cpu_ms_median"] / row["torch"]["cpu_ms_median"]
                 if ours["peak_mib"] is not None and row["torch"]["peak_mib"]:
                     row["memory_ratio"] = ours["peak_mib"] / row["torch"]["peak_mib"]
             rows.append(row)
@@ -231,16 +309,97 @@ def _format_row(row):
     def fmt(r):
         mem = "n/a" if r["peak_mib"] is None else f"{r['peak_mib']:.0f} MiB"
         return (f"{r['impl']:<15}{r['ms_median']:9.1f} ms [{r['ms_min']:.1f}–{r['ms_max']:.1f}]"
+                f"  cpu {r['cpu_ms_median']:8.1f} ms"
                 f"{r['tokens_per_s']:11.0f} tok/s{r['gflops']:8.1f} GFLOP/s  MFU {100 * r['mfu']:5.1f}%  "
                 f"peak {mem}  loss0 {r['first_loss']:.4f}")
     lines = [f"config {row['config']}  threads {row['threads']}  device {row['device']}  "
              f"GEMM peak {row['gemm_peak_gflops']:.0f} GFLOP/s  model {row['flops_per_step'] / 1e9:.2f} GFLOP/step",
              "  " + fmt(row["ours"])]
+    if "functional" in row:
+        lines.append("  " + fmt(row["functional"]))
     if "torch" in row:
         lines.append("  " + fmt(row["torch"]))
         mem = f", memory {row['memory_ratio']:.2f}x" if "memory_ratio" in row else ""
-        lines.append(f"  minichinchilla / pytorch: time {row['time_ratio']:.2f}x{mem}")
+        lines.append(f"  minichinchilla / pytorch: time {row['time_ratio']:.2f}x (cpu time "
+                     f"{row['cpu_time_ratio']:.2f}x){mem}")
+    if "engine_overhead" in row:
+        lines.append(f"  autograd engine over functional pairs: {100 * row['engine_overhead']:+.1f}% "
+                     f"(cpu time {100 * row['engine_overhead_cpu']:+.1f}%)")
     return "\n".join(lines)
+
+
+def run_small(names=tuple(SMALL_CONFIGS), warmup=3, repeats=20, with_torch=True):
+    """Throughput of the small models of a scaling sweep, 1 thread each (a sweep runs one process
+    per core). Returns rows with N (parameters), tokens/s and achieved GFLOP/s, ours and torch's."""
+    from .model import ModelConfig
+    from .scaling.flops import params_count
+
+    rows = []
+    for name in names:
+        spec = SMALL_CONFIGS[name]
+        flops = _flops_per_step(spec)
+        job = dict(spec=spec, warmup=warmup, repeats=repeats, device="cpu", threads=1)
+        n_params = params_count(ModelConfig(**{k: v for k, v in spec.items() if k != "batch"})).total
+        ours = _summary("minichinchilla", spec, _run_child({**job, "kind": "ours"}, 1), flops, 1.0)
+        row = dict(config=name, spec=spec, params=n_params, flops_per_step=flops, ours=ours)
+        if with_torch:
+            try:
+                row["torch"] = _summary("pytorch", spec, _run_child({**job, "kind": "torch"}, 1), flops, 1.0)
+            except RuntimeError:
+                pass
+        rows.append(row)
+        line = (f"{name:<6} N={n_params:>9,}  ours {ours['ms_median']:7.2f} ms/step (cpu {ours['cpu_ms_median']:.2f})"
+                f" {ours['tokens_per_s']:9.0f} tok/s {ours['gflops']:6.2f} GFLOP/s")
+        if "torch" in row:
+            t = row["torch"]
+            line += f" | torch {t['ms_median']:7.2f} ms (cpu {t['cpu_ms_median']:.2f}) {t['tokens_per_s']:9.0f} tok/s"
+        print(line, flush=True)
+    return rows
+
+
+def sweep_estimate(specs, small_rows, workers=1, use="cpu"):
+    """How long an IsoFLOP sweep takes on this machine, from measured small-model throughput.
+
+    A run of N parameters on D tokens costs model_flops per sequence × sequences; it runs at the
+    FLOP rate measured for the nearest small models (`run_small` rows; log-log interpolation in
+    N, constant beyond the ends), one run per worker process (one per core, 1 thread each).
+    `use="cpu"` takes the rate from CPU time per step (what a quiet core would do), "wall" from
+    the wall clock.
+
+    Inputs:
+        specs: RunSpec-like objects (minichinchilla.scaling.sweep.default_grid())
+        small_rows: rows from `run_small` (or the "small" list of a benchmark JSON)
+        workers: processes running in parallel (cores)
+    Returns:
+        dict(runs, run_seconds [per spec], total_hours, runs_per_hour) — runs_per_hour for the
+        whole machine, i.e. ``workers`` cores.
+    """
+    import math
+
+    from .scaling import model_flops
+
+    key = "cpu_ms_median" if use == "cpu" else "ms_median"
+    points = sorted((r["params"], r["flops_per_step"] / (r["ours"][key] / 1e3)) for r in small_rows)
+    if not points:
+        raise ValueError("sweep_estimate needs at least one measured small model")
+
+    def rate(n):  # achieved FLOP/s at n parameters
+        if n <= points[0][0]:
+            return points[0][1]
+        if n >= points[-1][0]:
+            return points[-1][1]
+        for (n0, r0), (n1, r1) in zip(points, points[1:]):
+            if n0 <= n <= n1:
+                w = (math.log(n) - math.log(n0)) / (math.log(n1) - math.log(n0))
+                return math.exp((1 - w) * math.log(r0) + w * math.log(r1))
+
+    seconds = []
+    for sp in specs:
+        flops = model_flops(sp.model_config()) * sp.batch_size * sp.steps()
+        seconds.append(flops / rate(sp.params().total))
+    total = sum(seconds) / max(1, workers)
+    return dict(runs=len(seconds), run_seconds=seconds, total_hours=total / 3600,
+                runs_per_hour=len(seconds) / (total / 3600) if total > 0 else float("inf"))
 
 
 def environment():
@@ -259,6 +418,13 @@ def environment():
             info["cpu"] = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
     except OSError:
         pass
+    try:
+        info["blas"] = ", ".join(f"{m.get('internal_api')} {m.get('version')} ({m.get('architecture')})"
+                                 for m in __import__("threadpoolctl").threadpool_info()
+                                 if m.get("user_api") == "blas")
+    except Exception:
+        pass
+    info["load_average"] = [round(x, 2) for x in os.getloadavg()]
     return info
 
 
@@ -270,6 +436,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--no-torch", action="store_true", help="time minichinchilla only")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--overhead", action="store_true",
+                        help="also time the same step written against the functional pairs (no autograd)")
+    parser.add_argument("--small", action="store_true",
+                        help="also measure the small sweep models (1 thread) and estimate a sweep's duration")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -277,9 +447,9 @@ def main(argv=None):
         print(json.dumps(_child(args.child)))
         return 0
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
-    bad = [c for c in configs if c not in CONFIGS]
+    bad = [c for c in configs if c not in ALL_CONFIGS]
     if bad:
-        print(f"error: unknown config(s) {bad}; choose from {sorted(CONFIGS)}", file=sys.stderr)
+        print(f"error: unknown config(s) {bad}; choose from {sorted(ALL_CONFIGS)}", file=sys.stderr)
         return 2
     try:
         threads = [int(t) for t in args.threads.split(",")]
@@ -291,10 +461,23 @@ def main(argv=None):
         return 2
     env = environment()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in env.items()), flush=True)
-    rows = run(configs, threads, args.warmup, args.repeats, not args.no_torch, args.device)
+    rows = run(configs, threads, args.warmup, args.repeats, not args.no_torch, args.device, args.overhead)
+    out = dict(environment=env, results=rows)
+    if args.small and args.device == "cpu":
+        from .scaling.sweep import default_grid
+
+        out["small"] = run_small(with_torch=not args.no_torch)
+        workers = os.cpu_count() or 1
+        est = sweep_estimate(default_grid(), out["small"], workers=workers)
+        out["sweep_estimate"] = dict(grid="scaling.sweep.default_grid()", workers=workers,
+                                     runs=est["runs"], total_hours=est["total_hours"],
+                                     runs_per_hour=est["runs_per_hour"])
+        print(f"default sweep grid: {est['runs']} runs, about {60 * est['total_hours']:.0f} min on {workers} "
+              f"core(s) ({est['runs_per_hour']:.0f} runs/hour)", flush=True)
+    out["environment"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(environment=env, results=rows), f, indent=2)
+            json.dump(out, f, indent=2)
     return 0
 
 

@@ -17,6 +17,12 @@ Two kinds of nodes live in the same graph:
 Rules the engine keeps: gradients are never modified in place once stored (accumulation
 builds a new array), so pass-through gradients can be shared safely; no operation changes
 dtype; NumPy and CuPy arrays are never mixed silently.
+
+Memory (chapters/12-performance.md). The graph is made of `_Node`s, not of the output
+Tensors themselves: a node holds its backward closure, its parents' nodes and its gradient,
+but not its output's array. So an intermediate result that no backward needs (the output of
+a residual add, say) is freed as soon as the model drops the Tensor — as in PyTorch, where
+autograd keeps only what the backward saved. A leaf tensor (a parameter) is its own node.
 """
 from __future__ import annotations
 
@@ -56,12 +62,27 @@ def _as_array(data, dtype=None):
     return arr
 
 
+class _Node:
+    """The graph record of an operation's output: what backward() needs, and not the output.
+
+    parents: one entry per input of the operation — that input's node (a `_Node`, or the
+    Tensor itself for a leaf that requires grad), or None for an input needing no gradient.
+    """
+
+    __slots__ = ("_parents", "_backward", "grad", "_freed")
+    requires_grad = True
+
+    def __init__(self, parents, backward):
+        self._parents, self._backward, self.grad, self._freed = parents, backward, None, False
+
+
 class Tensor:
     """An array with a gradient. ``Tensor(data, requires_grad=False)``."""
 
     # `ndarray + Tensor`: NumPy steps aside (returns NotImplemented) so Tensor.__radd__ runs.
     __array_ufunc__ = None
-    _freed = False  # set once backward() has released this node's closure
+    _freed = False  # a leaf is never freed; an operation's output asks its node
+    _node = None  # the graph record of an operation's output (None for leaves and constants)
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
         self.data = _as_array(data, dtype)
@@ -73,8 +94,6 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self.grad = None
         self.name = name
-        self._parents = ()
-        self._backward = None  # gradient of output -> tuple of gradients, one per parent
 
     # ---- construction of graph nodes -------------------------------------------------
     @classmethod
@@ -88,13 +107,32 @@ class Tensor:
         Records the graph only when gradients are enabled and some parent needs one.
         """
         out = cls.__new__(cls)
-        out.data, out.grad, out.name = data, None, name
-        parents = tuple(parents)
+        out.data, out.name = data, name
         needs = _grad_enabled and any(p.requires_grad for p in parents)
         out.requires_grad = needs
-        out._parents = parents if needs else ()
-        out._backward = backward if needs else None
+        if needs:
+            # Parents enter the graph as nodes: the graph never holds an output's array.
+            entries = tuple(p._node or (p if p.requires_grad else None) for p in parents)
+            out._node = _Node(entries, backward)
+        else:
+            out.__dict__["grad"] = None
         return out
+
+    # An operation's output keeps its gradient, parents and closure in its node.
+    def _get_grad(self):
+        node = self._node
+        return self.__dict__.get("grad") if node is None else node.grad
+
+    def _set_grad(self, value):
+        node = self._node
+        if node is None:
+            self.__dict__["grad"] = value
+        else:
+            node.grad = value
+
+    grad = property(_get_grad, _set_grad)
+    _parents = property(lambda self: () if self._node is None else self._node._parents)
+    _backward = property(lambda self: None if self._node is None else self._node._backward)
 
     # ---- basic properties ----------------------------------------------------------------
     shape = property(lambda self: tuple(self.data.shape))
@@ -152,17 +190,18 @@ class Tensor:
                 raise ValueError(f"backward(grad): grad has shape {tuple(grad.shape)}, "
                                  f"the tensor has shape {self.shape}")
 
-        if self._freed:
+        root = self._node or self
+        if root._freed:
             raise RuntimeError("this graph was already backpropagated and freed; "
                                "call backward(retain_graph=True) to backpropagate twice")
-        order = _topological_order(self)
-        self.grad = grad if self.grad is None else self.grad + grad
+        order = _topological_order(root)
+        root.grad = grad if root.grad is None else root.grad + grad
         for node in reversed(order):
             if node._backward is None or node.grad is None:
                 continue
             grads = node._backward(node.grad)
             for parent, g in zip(node._parents, grads):
-                if g is None or not parent.requires_grad:
+                if g is None or parent is None:
                     continue
                 # Accumulate (eq. 1.3): a tensor used twice receives both contributions.
                 parent.grad = g if parent.grad is None else parent.grad + g
@@ -210,7 +249,7 @@ def _topological_order(root):
         seen.add(id(node))
         stack.append((node, True))
         for p in node._parents:
-            if id(p) not in seen:
+            if p is not None and id(p) not in seen:
                 stack.append((p, False))
     return order
 
@@ -401,10 +440,11 @@ def getitem(x, index):
     if isinstance(index, tuple):
         index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
     xd = x.data
+    shape, dtype = xd.shape, xd.dtype  # the backward needs x's shape, not its values
 
     def backward(g):
         xp = get_array_module(g)
-        dx = xp.zeros_like(xd)
+        dx = xp.zeros(shape, dtype=dtype)
         xp.add.at(dx, index, g) if _is_advanced(index) else dx.__setitem__(index, g)
         return (dx,)
     return Tensor.from_op(xd[index], (x,), backward)

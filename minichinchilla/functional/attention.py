@@ -61,10 +61,10 @@ def _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, offset):
     B, T, C = x.shape
     qkv, cache_qkv = linear_forward(x, Wqkv, bqkv)  # (B, T, 3C) one GEMM for all of q, k, v
     # Columns are [q | k | v], and inside each third head h owns columns h*hs:(h+1)*hs,
-    # so a reshape + transpose splits them into heads; one copy makes them contiguous.
+    # so a reshape + transpose splits them into heads; a copy each makes them contiguous
+    # (three separate arrays: the caller may keep q and v and drop k).
     heads = qkv.reshape(B, T, 3, NH, hs).transpose(2, 0, 3, 1, 4)  # (3, B, NH, T, hs) view
-    heads = xp.ascontiguousarray(heads).reshape(3, B * NH, T, hs)  # (3, BH, T, hs) one copy
-    q, k, v = heads[0], heads[1], heads[2]  # (BH, T, hs) each
+    q, k, v = (xp.ascontiguousarray(heads[i]).reshape(B * NH, T, hs) for i in range(3))  # (BH, T, hs) each
     rope_cache = None
     if rope_base is not None:
         # RoPE rotates q and k only (eq. 5.4); v carries content, not position.
