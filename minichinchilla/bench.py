@@ -228,6 +228,134 @@ def _child_gemm_peak(device, n=1024, repeats=20):
     return dict(gflops=2 * n**3 / best / 1e9)
 
 
+# ---- where the time goes: exclusive time per kind of kernel --------------------------------
+
+PROFILE_GROUPS = {  # group -> functions of minichinchilla.functional (and the optimiser)
+    "matmul: linear layers": ("linear_forward", "linear_backward"),
+    "attention (scores, softmax, PV)": ("attention_forward", "attention_backward"),
+    "GELU": ("gelu_forward", "gelu_backward"),  # (and ReLU, when the FFN uses it)
+    "LayerNorm": ("layernorm_forward", "layernorm_backward"),
+    "cross-entropy": ("cross_entropy_forward", "cross_entropy_backward"),
+    "embedding": ("embedding_forward", "embedding_backward"),
+    "AdamW": ("AdamW.step",),
+}
+
+
+def profile_step(spec, steps=3, warmup=1):
+    """Time one training step by kind of work: each functional pair (and AdamW.step) is wrapped
+    in a timer that counts its EXCLUSIVE time (a linear inside attention counts as matmul), in
+    CPU seconds (`time.process_time`, robust on a busy machine for a 1-thread run). What is left
+    is the autograd engine, residual adds and Python glue.
+
+    Returns {group: ms per step, ..., "engine, residual adds, glue": ms, "total": ms}.
+    """
+    import importlib
+
+    from . import functional as F
+    from .optim import AdamW, param_groups_for_decay
+
+    cfg, model, idx, targets = _model_and_batch(spec)
+    opt = AdamW(param_groups_for_decay(model, 0.1), lr=1e-4)
+    spent = {g: 0.0 for g in PROFILE_GROUPS}
+    stack = []  # [group, start, time of children]
+
+    def wrap(fn, group):
+        def timed(*args, **kwargs):
+            stack.append([group, time.process_time(), 0.0])
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                g, t0, children = stack.pop()
+                elapsed = time.process_time() - t0
+                spent[g] += elapsed - children
+                if stack:
+                    stack[-1][2] += elapsed
+        return timed
+
+    modules = [F] + [importlib.import_module(f"minichinchilla.functional.{m}")
+                     for m in ("attention", "ffn", "linear", "activations", "norms", "cross_entropy", "embedding")]
+    originals = []
+    for group, names in PROFILE_GROUPS.items():
+        for name in names:
+            if name == "AdamW.step":
+                originals.append((AdamW, "step", AdamW.step))
+                AdamW.step = wrap(AdamW.step, group)
+                continue
+            for mod in modules:
+                if hasattr(mod, name):
+                    originals.append((mod, name, getattr(mod, name)))
+                    setattr(mod, name, wrap(getattr(mod, name), group))
+    ffn = importlib.import_module("minichinchilla.functional.ffn")
+    acts = dict(ffn._ACTIVATIONS)  # the FFN looks its activation up in this table
+    ffn._ACTIVATIONS.update({k: (wrap(f, "GELU"), wrap(b, "GELU")) for k, (f, b) in acts.items()})
+    try:
+        def step():
+            _, loss = model(idx, targets)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+
+        for _ in range(warmup):
+            step()
+        for g in spent:
+            spent[g] = 0.0
+        t0 = time.process_time()
+        for _ in range(steps):
+            step()
+        total = time.process_time() - t0
+    finally:
+        for obj, name, fn in reversed(originals):
+            setattr(obj, name, fn)
+        ffn._ACTIVATIONS.update(acts)
+    out = {g: 1e3 * t / steps for g, t in spent.items()}
+    out["engine, residual adds, glue"] = 1e3 * total / steps - sum(out.values())
+    out["total"] = 1e3 * total / steps
+    return out
+
+
+def profile_torch(spec, steps=3, warmup=1):
+    """The same breakdown for the PyTorch reference, from torch.profiler's self CPU time per op."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    cfg, model, idx, targets = _model_and_batch(spec)
+    ref = _torch_ref(model, "cpu")
+    t_idx, t_tgt = torch.tensor(idx), torch.tensor(targets)
+    groups = [{"params": [p for p in ref.parameters() if p.ndim >= 2], "weight_decay": 0.1},
+              {"params": [p for p in ref.parameters() if p.ndim < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=1e-4)
+
+    def step():
+        _, loss = ref(t_idx, t_tgt)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    rules = (("matmul: linear layers", ("aten::mm", "aten::addmm", "aten::bmm")),
+             ("attention (scores, softmax, PV)", ("flash_attention", "scaled_dot_product")),
+             ("GELU", ("gelu",)), ("LayerNorm", ("layer_norm",)),
+             ("cross-entropy", ("log_softmax", "nll_loss", "cross_entropy")),
+             ("embedding", ("embedding", "index_select", "index_add", "aten::index")),
+             ("AdamW", ("_foreach", "adamw", "lerp", "addcdiv", "addcmul")))
+    out = {g: 0.0 for g in PROFILE_GROUPS}
+    out["engine, residual adds, glue"] = 0.0
+    total = 0.0
+    for ev in prof.key_averages():
+        ms = ev.self_cpu_time_total / 1e3 / steps
+        total += ms
+        name = ev.key.lower()
+        group = next((g for g, keys in rules if any(k.lower() in name for k in keys)), "engine, residual adds, glue")
+        out[group] += ms
+    out["total"] = total
+    return out
+
+
 def _child(args):
     job = json.loads(args)
     if job["kind"] in ("ours", "functional"):
@@ -235,6 +363,10 @@ def _child(args):
         return _child_ours(job["spec"], job["warmup"], job["repeats"], job["device"], mode)
     if job["kind"] == "torch":
         return _child_torch(job["spec"], job["warmup"], job["repeats"], job["device"], job["threads"])
+    if job["kind"] == "profile":
+        return profile_step(job["spec"], job["repeats"])
+    if job["kind"] == "profile_torch":
+        return profile_torch(job["spec"], job["repeats"])
     return _child_gemm_peak(job["device"])
 
 
