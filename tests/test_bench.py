@@ -1,0 +1,232 @@
+"""The benchmark's own machinery and the fast paths of chapter 12: they must change speed, never
+results (blocked kernels, worker threads, flat AdamW buffers, the node-based autograd graph)."""
+import gc
+import json
+import weakref
+
+import numpy as np
+import pytest
+
+import minichinchilla.functional as F
+from minichinchilla import bench
+from minichinchilla.functional import _blocks
+from minichinchilla.gradcheck import rel_error
+from minichinchilla.model import ModelConfig, TransformerLM
+from minichinchilla.optim import AdamW, param_groups_for_decay
+from minichinchilla.tensor import Tensor
+
+
+@pytest.fixture
+def threads():
+    """Set the worker-thread count for one test; restore it afterwards."""
+    before = _blocks.num_threads()
+    yield _blocks.set_num_threads
+    _blocks.set_num_threads(before)
+
+
+def _spec(**kw):
+    spec = dict(vocab_size=32, d_model=32, n_layers=2, n_heads=4, seq_len=16, batch=3)
+    spec.update(kw)
+    return spec
+
+
+# --------------------------------------------------------------------------- functional_step
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_functional_step_gives_autograds_gradients(dtype, tol):
+    spec = _spec()
+    cfg = ModelConfig(**{k: v for k, v in spec.items() if k != "batch"}, dtype=dtype)
+    model = TransformerLM(cfg, seed=2)
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 32, (3, 16))
+    targets = rng.integers(0, 32, (3, 16))
+    targets[1, 8:] = -100  # ignored positions
+    _, loss = model(idx[:, :12], targets[:, :12])  # T < seq_len: only the first position rows
+    loss.backward()
+    ref = {n: p.grad.copy() for n, p in model.named_parameters()}
+    model.zero_grad()
+    f_loss = bench.functional_step(model, idx[:, :12], targets[:, :12])
+    assert abs(f_loss - float(loss.item())) < tol
+    for n, p in model.named_parameters():
+        assert p.grad.dtype == np.dtype(dtype)
+        assert rel_error(p.grad, ref[n]) < tol, n
+
+
+def test_functional_step_refuses_other_architectures():
+    model = TransformerLM(ModelConfig(vocab_size=8, seq_len=4, d_model=8, n_layers=1, n_heads=2,
+                                      norm="rmsnorm"))
+    with pytest.raises(NotImplementedError):
+        bench.functional_step(model, np.zeros((1, 4), int), np.zeros((1, 4), int))
+
+
+# --------------------------------------------------------------------------- blocks and threads
+def test_row_blocks_cover_every_row_once():
+    for n, per in [(1, 1), (10, 3), (10, 10), (10, 64), (1000, 7)]:
+        rows = np.concatenate([np.arange(n)[s] for s in _blocks.row_blocks(n, per)])
+        assert np.array_equal(rows, np.arange(n))
+
+
+def test_blocked_kernels_give_the_same_bits_on_one_and_two_threads(threads):
+    """Blocks do not depend on the thread count and partial sums add in block order."""
+    rng = np.random.default_rng(0)
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    x, g, b = f32(600, 256), f32(256), f32(256)  # 600 KiB: three blocks
+    h = f32(300, 1024)
+    xa, Wqkv, bqkv, Wo, bo = f32(4, 40, 32), f32(32, 96) * 0.2, f32(96), f32(32, 32), f32(32)
+    kpm = np.zeros((4, 40), bool)
+    kpm[1, -7:] = True
+
+    def run():
+        out = []
+        y, c = F.layernorm_forward(x, g, b)
+        out += [y, *F.layernorm_backward(y * 0.5, c)]
+        y, c = F.rmsnorm_forward(x, g)
+        out += [y, *F.rmsnorm_backward(y * 0.5, c)]
+        y, c = F.gelu_forward(h)
+        out += [y, F.gelu_backward(h, c)]
+        for kw in (dict(), dict(key_padding_mask=kpm, causal=False), dict(rope_base=10000.0)):
+            y, c = F.attention_forward(xa, Wqkv, bqkv, Wo, bo, 4, **kw)
+            out += [y, *F.attention_backward(y, c)]
+        return out
+
+    threads(1)
+    one = run()
+    threads(2)
+    two = run()
+    for a, c in zip(one, two):
+        assert a.dtype == np.float32 and np.array_equal(a, c)
+
+
+def test_set_num_threads_rejects_zero(threads):
+    with pytest.raises(ValueError):
+        threads(0)
+
+
+# --------------------------------------------------------------------------- AdamW
+def _twin_models(dtype="float32"):
+    cfg = ModelConfig(vocab_size=32, seq_len=8, d_model=16, n_layers=2, n_heads=2, dtype=dtype)
+    return TransformerLM(cfg, seed=1), TransformerLM(cfg, seed=1)
+
+
+def _plain_step(opt):
+    for g in opt.param_groups:
+        for p in g["params"]:
+            if p.grad is not None:
+                opt._step_param(p, g)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_flat_adamw_is_bitwise_the_per_parameter_rule(threads, n_threads):
+    threads(n_threads)
+    fast, plain = _twin_models()
+    opt = AdamW(param_groups_for_decay(fast, 0.1), lr=1e-2, betas=(0.9, 0.95))
+    ref = AdamW(param_groups_for_decay(plain, 0.1), lr=1e-2, betas=(0.9, 0.95))
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        for p, q in zip(fast.parameters(), plain.parameters()):
+            p.grad = q.grad = rng.standard_normal(p.shape).astype(np.float32)
+        opt.step()
+        _plain_step(ref)
+    for p, q in zip(fast.parameters(), plain.parameters()):
+        assert np.array_equal(p.data, q.data)
+        assert np.array_equal(opt.state[id(p)]["m"], ref.state[id(q)]["m"])
+    # The parameters now live in one buffer per group.
+    flat = opt._flat[0]["p"]
+    assert all(np.shares_memory(p.data, flat) for p in opt.param_groups[0]["params"])
+
+
+def test_flat_adamw_survives_replaced_arrays_and_missing_grads():
+    fast, plain = _twin_models()
+    opt = AdamW(param_groups_for_decay(fast, 0.1), lr=1e-2)
+    ref = AdamW(param_groups_for_decay(plain, 0.1), lr=1e-2)
+    rng = np.random.default_rng(1)
+
+    def grads(skip=None):
+        for i, (p, q) in enumerate(zip(fast.parameters(), plain.parameters())):
+            g = None if i == skip else rng.standard_normal(p.shape).astype(np.float32)
+            p.grad = q.grad = g
+
+    grads()
+    opt.step()
+    _plain_step(ref)
+    # A checkpoint restore replaces every p.data and the optimiser state: the next step relinks.
+    fast.load_state_dict(plain.state_dict())
+    opt.load_state_dict(ref.state_dict())
+    grads()
+    opt.step()
+    _plain_step(ref)
+    grads(skip=0)  # a parameter without a gradient: PyTorch skips it entirely
+    opt.step()
+    _plain_step(ref)
+    grads()
+    opt.step()
+    _plain_step(ref)
+    for p, q in zip(fast.parameters(), plain.parameters()):
+        assert np.array_equal(p.data, q.data)
+    assert opt.state_dict().keys() == ref.state_dict().keys()
+
+
+# --------------------------------------------------------------------------- engine memory
+def test_intermediate_arrays_are_freed_when_the_model_drops_them():
+    """The graph keeps nodes, not outputs: an array no backward needs dies with its Tensor."""
+    x = Tensor(np.ones((64, 64)), requires_grad=True)
+    y = x * 3.0  # mul's backward keeps x's array and the constant, not y's
+    z = y + 1.0  # add's backward keeps only shapes
+    watch = weakref.ref(z.data)
+    loss = (z * z).sum()  # this mul keeps z's array: it is still needed
+    del y, z
+    gc.collect()
+    assert watch() is not None
+    w = x + 2.0
+    watch_w = weakref.ref(w.data)
+    loss2 = (w + 1.0).sum()
+    del w
+    gc.collect()
+    assert watch_w() is None  # nothing in loss2's graph needs w's values
+    (loss + loss2).backward()
+    np.testing.assert_allclose(x.grad, 2 * 4.0 * 3.0 + 1.0)
+
+
+# --------------------------------------------------------------------------- sweep estimate
+def test_sweep_estimate_interpolates_and_scales_with_workers():
+    from minichinchilla.scaling.sweep import default_grid
+
+    rows = [dict(params=1e4, flops_per_step=1e9, ours=dict(cpu_ms_median=1000.0, ms_median=2000.0)),
+            dict(params=1e6, flops_per_step=1e11, ours=dict(cpu_ms_median=1000.0, ms_median=2000.0))]
+    specs = default_grid()
+    one = bench.sweep_estimate(specs, rows, workers=1)
+    two = bench.sweep_estimate(specs, rows, workers=2)
+    wall = bench.sweep_estimate(specs, rows, workers=1, use="wall")
+    assert one["runs"] == len(specs) == len(one["run_seconds"])
+    assert two["total_hours"] == pytest.approx(one["total_hours"] / 2)
+    assert wall["total_hours"] == pytest.approx(2 * one["total_hours"])
+    assert one["runs_per_hour"] == pytest.approx(len(specs) / one["total_hours"])
+    with pytest.raises(ValueError):
+        bench.sweep_estimate(specs, [])
+
+
+# --------------------------------------------------------------------------- command line
+def test_cli_rejects_unknown_config(capsys):
+    assert bench.main(["--configs", "nope"]) == 2
+    assert "unknown config" in capsys.readouterr().err
+
+
+def test_cli_end_to_end_small(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    rc = bench.main(["--configs", "s10k", "--threads", "1", "--warmup", "1", "--repeats", "2",
+                     "--no-torch", "--overhead", "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    row = data["results"][0]
+    assert row["config"] == "s10k" and row["threads"] == 1
+    assert len({row["ours"]["first_loss"], row["functional"]["first_loss"]}) == 1
+    for key in ("ms_median", "cpu_ms_median", "tokens_per_s", "gflops", "mfu", "peak_mib"):
+        assert key in row["ours"]
+    assert "load_average" in data["environment"] and "engine_overhead" in row
+    assert "autograd engine over functional pairs" in capsys.readouterr().out
+
+
+def test_profile_step_accounts_for_the_whole_step():
+    prof = bench.profile_step(_spec(), steps=1)
+    parts = sum(v for k, v in prof.items() if k != "total")
+    assert parts == pytest.approx(prof["total"])
+    assert prof["matmul: linear layers"] > 0 and prof["GELU"] > 0 and prof["AdamW"] > 0
