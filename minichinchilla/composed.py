@@ -24,6 +24,7 @@ def softmax(x, axis=-1):
 
 def cross_entropy(logits, targets, ignore_index=-100):
     """Mean over non-ignored targets of logsumexp(logits) - logits[target]."""
+    targets = targets.data if isinstance(targets, Tensor) else targets  # ids carry no gradient
     xp = get_array_module(logits.data)
     V = logits.shape[-1]
     flat = logits.reshape(-1, V)  # (N, V)

@@ -31,6 +31,7 @@ def main(argv=None):
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     args = parser.parse_args(argv)
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # kernels inherit it; see scripts/test.sh
     for path in args.notebooks:
         print(f"{path}: {execute(path, args.timeout):.1f} s", flush=True)
     return 0

@@ -4,6 +4,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export MPLBACKEND=Agg PYTHONHASHSEED=0 OPENBLAS_THREAD_TIMEOUT=1
+# One BLAS thread: the tests' matrices are small, and several processes (notebook kernels, the
+# grader's kernels, sweep workers) run at once; oversubscribed OpenBLAS threads slow them 10x.
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 status=0
 
 phase() {  # phase NAME CMD... ; pytest's exit 5 ("collected nothing") counts as a pass
