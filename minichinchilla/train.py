@@ -504,6 +504,9 @@ def build_parser():
 
 def _resume_config(run_dir: Path, args) -> TrainConfig:
     ckpt_dir = find_checkpoint(run_dir)
+    if ckpt_dir != run_dir / "ckpt":
+        raise ValueError(f"--resume takes the run directory, not its checkpoint folder: "
+                         f"--resume {run_dir.parent}")
     saved = train_config_from(read_state(ckpt_dir), ckpt_dir)
     given = {**(read_config_file(args.config) if args.config else {}), **overrides_from_args(args)}
     TrainConfig.from_dict({**saved.to_dict(), **given})  # unknown keys / wrong types first
