@@ -32,8 +32,9 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     n = (x - mean) * rstd with rstd = 1 / sqrt(var + eps) (biased variance, as in
     PyTorch), then out = n * gamma + beta.
 
-    The rows are processed in blocks that fit in the L2 cache (see `_blocks.py`): the eight
-    passes below then read a block from cache instead of the whole array from memory.
+    Speed: the rows go through the passes in blocks that fit in the L2 cache (see
+    `_blocks.py`), and the two row means are matrix-vector products with a vector of 1/C,
+    which BLAS computes faster than NumPy's reduction over short rows.
 
     Inputs:
         x: (..., C), gamma: (C,), beta: (C,)
@@ -50,16 +51,14 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     n = xp.empty_like(x2)  # (N, C)
     out = xp.empty_like(x2)  # (N, C)
     rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)  # (N, 1)
-    inv_C = 1.0 / C  # Python float: keeps float32
+    avg = xp.full((C, 1), 1.0 / C, dtype=x.dtype)  # (C, 1): x @ avg is the row mean
 
     def block(rows):
         xb, nb, ob, rb = x2[rows], n[rows], out[rows], rstd[rows]  # (R, C), (R, C), (R, C), (R, 1)
-        xb.sum(axis=-1, keepdims=True, out=rb)  # (R, 1)
-        rb *= inv_C  # (R, 1) mean
+        xp.matmul(xb, avg, out=rb)  # (R, 1) mean
         xp.subtract(xb, rb, out=nb)  # (R, C) centred
         xp.multiply(nb, nb, out=ob)  # (R, C) squares; this buffer becomes the output
-        ob.sum(axis=-1, keepdims=True, out=rb)  # (R, 1)
-        rb *= inv_C  # (R, 1) biased variance
+        xp.matmul(ob, avg, out=rb)  # (R, 1) biased variance
         rb += eps  # (R, 1)
         xp.sqrt(rb, out=rb)  # (R, 1)
         xp.reciprocal(rb, out=rb)  # (R, 1) rstd = 1/sqrt(var + eps), cached: no divide later
@@ -67,7 +66,7 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
         xp.multiply(nb, gamma, out=ob)  # (R, C)
         ob += beta  # (R, C)
 
-    for_each_block(xp, x2.shape[0], C * x.dtype.itemsize, block)
+    for_each_block(xp, x2.shape[0], C * x.dtype.itemsize, block, uses_blas=True)
     lead = x.shape[:-1]
     return out.reshape(x.shape), (n.reshape(x.shape), rstd.reshape(lead + (1,)), gamma)
 
@@ -79,6 +78,10 @@ def layernorm_backward(dout, cache):
     dn = dout * gamma;  dx = rstd * (dn - mean(dn) - n * mean(dn * n)).
     The two means are the gradient flowing back through the mean and the variance.
 
+    Fewer passes over the (N, C) arrays: mean(dn) = dout @ (gamma / C) and
+    mean(dn * n) = (dout * n) @ (gamma / C) are matrix-vector products, and dout * n is the
+    same product whose column sums give dgamma.
+
     Inputs:
         dout: (..., C); cache from `layernorm_forward`
     Returns:
@@ -89,26 +92,24 @@ def layernorm_backward(dout, cache):
     C = n.shape[-1]
     n2, r2, d2 = n.reshape(-1, C), rstd.reshape(-1, 1), dout.reshape(-1, C)  # (N, C), (N, 1), (N, C)
     dx = xp.empty_like(d2)  # (N, C)
-    inv_C = 1.0 / C
+    g_avg = (gamma * (1.0 / C)).reshape(C, 1)  # (C, 1): y @ g_avg = mean(y * gamma) per row
 
     def block(rows):
         nb, rb, db, dxb = n2[rows], r2[rows], d2[rows], dx[rows]  # (R, C), (R, 1), (R, C), (R, C)
-        tmp = xp.multiply(db, nb)  # (R, C) scratch
-        dgamma = tmp.sum(axis=0)  # (C,) gamma scales every row: sum over rows
-        dbeta = db.sum(axis=0)  # (C,)
+        ones = xp.ones((1, nb.shape[0]), dtype=nb.dtype)  # (1, R): ones @ y sums the rows of y
+        dn_n = xp.multiply(db, nb)  # (R, C) dout * n
+        dgamma = xp.matmul(ones, dn_n)[0]  # (C,) gamma scales every row: sum over rows
+        dbeta = xp.matmul(ones, db)[0]  # (C,)
+        mean_dn = xp.matmul(db, g_avg)  # (R, 1) mean(dn)
+        mean_dnn = xp.matmul(dn_n, g_avg)  # (R, 1) mean(dn * n)
         xp.multiply(db, gamma, out=dxb)  # (R, C) dn, turned into dx in place
-        mean_dn = dxb.sum(axis=-1, keepdims=True)  # (R, 1)
-        mean_dn *= inv_C  # (R, 1)
-        xp.multiply(dxb, nb, out=tmp)  # (R, C) dn * n
-        mean_dnn = tmp.sum(axis=-1, keepdims=True)  # (R, 1)
-        mean_dnn *= inv_C  # (R, 1)
         dxb -= mean_dn  # (R, C)
-        xp.multiply(nb, mean_dnn, out=tmp)  # (R, C)
-        dxb -= tmp  # (R, C)
+        xp.multiply(nb, mean_dnn, out=dn_n)  # (R, C) reuse the scratch
+        dxb -= dn_n  # (R, C)
         dxb *= rb  # (R, C)
         return dgamma, dbeta
 
-    parts = for_each_block(xp, n2.shape[0], C * n.dtype.itemsize, block)
+    parts = for_each_block(xp, n2.shape[0], C * n.dtype.itemsize, block, uses_blas=True)
     dgamma = _sum_partials([p[0] for p in parts])  # (C,)
     dbeta = _sum_partials([p[1] for p in parts])  # (C,)
     return dx.reshape(n.shape), dgamma, dbeta
@@ -118,7 +119,7 @@ def rmsnorm_forward(x, gamma, eps=1e-6):
     """RMSNorm over the last axis (chapters/04-ffn-norm-residual.md, eq. 4.9).
 
     n = x * rstd with rstd = 1 / sqrt(mean(x^2) + eps), out = n * gamma. Unlike LayerNorm
-    there is no centring and no beta. Rows in cache-sized blocks, as in `layernorm_forward`.
+    there is no centring and no beta. Blocks and row means as in `layernorm_forward`.
 
     Inputs:
         x: (..., C), gamma: (C,)
@@ -133,20 +134,19 @@ def rmsnorm_forward(x, gamma, eps=1e-6):
     n = xp.empty_like(x2)  # (N, C)
     out = xp.empty_like(x2)  # (N, C)
     rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)  # (N, 1)
-    inv_C = 1.0 / C
+    avg = xp.full((C, 1), 1.0 / C, dtype=x.dtype)  # (C, 1)
 
     def block(rows):
         xb, nb, ob, rb = x2[rows], n[rows], out[rows], rstd[rows]
         xp.multiply(xb, xb, out=ob)  # (R, C) squares; buffer reused for the output
-        ob.sum(axis=-1, keepdims=True, out=rb)  # (R, 1)
-        rb *= inv_C  # (R, 1) mean square
+        xp.matmul(ob, avg, out=rb)  # (R, 1) mean square
         rb += eps  # (R, 1)
         xp.sqrt(rb, out=rb)  # (R, 1)
         xp.reciprocal(rb, out=rb)  # (R, 1)
         xp.multiply(xb, rb, out=nb)  # (R, C)
         xp.multiply(nb, gamma, out=ob)  # (R, C)
 
-    for_each_block(xp, x2.shape[0], C * x.dtype.itemsize, block)
+    for_each_block(xp, x2.shape[0], C * x.dtype.itemsize, block, uses_blas=True)
     lead = x.shape[:-1]
     return out.reshape(x.shape), (n.reshape(x.shape), rstd.reshape(lead + (1,)), gamma)
 
@@ -167,20 +167,19 @@ def rmsnorm_backward(dout, cache):
     C = n.shape[-1]
     n2, r2, d2 = n.reshape(-1, C), rstd.reshape(-1, 1), dout.reshape(-1, C)  # (N, C), (N, 1), (N, C)
     dx = xp.empty_like(d2)  # (N, C)
-    inv_C = 1.0 / C
+    g_avg = (gamma * (1.0 / C)).reshape(C, 1)  # (C, 1)
 
     def block(rows):
         nb, rb, db, dxb = n2[rows], r2[rows], d2[rows], dx[rows]
-        tmp = xp.multiply(db, nb)  # (R, C) scratch
-        dgamma = tmp.sum(axis=0)  # (C,)
+        ones = xp.ones((1, nb.shape[0]), dtype=nb.dtype)  # (1, R)
+        dn_n = xp.multiply(db, nb)  # (R, C) dout * n
+        dgamma = xp.matmul(ones, dn_n)[0]  # (C,)
+        mean_dnn = xp.matmul(dn_n, g_avg)  # (R, 1) mean(dn * n)
         xp.multiply(db, gamma, out=dxb)  # (R, C) dn, turned into dx in place
-        xp.multiply(dxb, nb, out=tmp)  # (R, C)
-        mean_dnn = tmp.sum(axis=-1, keepdims=True)  # (R, 1)
-        mean_dnn *= inv_C  # (R, 1)
-        xp.multiply(nb, mean_dnn, out=tmp)  # (R, C)
-        dxb -= tmp  # (R, C)
+        xp.multiply(nb, mean_dnn, out=dn_n)  # (R, C)
+        dxb -= dn_n  # (R, C)
         dxb *= rb  # (R, C)
         return dgamma
 
-    dgamma = _sum_partials(for_each_block(xp, n2.shape[0], C * n.dtype.itemsize, block))  # (C,)
+    dgamma = _sum_partials(for_each_block(xp, n2.shape[0], C * n.dtype.itemsize, block, uses_blas=True))  # (C,)
     return dx.reshape(n.shape), dgamma
