@@ -358,6 +358,108 @@ def profile_torch(spec, steps=3, warmup=1):
     return out
 
 
+def kernel_table(spec, repeats=10):
+    """Each kernel of a training step, forward + backward, ours against PyTorch's, on the shapes of
+    `spec`, interleaved in ONE process and timed by CPU time (min over `repeats`): a comparison
+    that survives a busy machine better than whole steps do. Needs torch; run with 1 thread.
+
+    Returns rows dict(kernel, calls_per_step, ours_ms, torch_ms) — times per call.
+    """
+    import numpy as np
+    import torch
+
+    from . import functional as F
+    from .optim import AdamW, param_groups_for_decay
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    TF = torch.nn.functional
+    B, T, C, V, L, NH = spec["batch"], spec["seq_len"], spec["d_model"], spec["vocab_size"], spec["n_layers"], spec["n_heads"]
+    Fd = 4 * C
+    rng = np.random.default_rng(0)
+
+    def arr(*shape, scale=1.0):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    def tt(a, grad=True):
+        return torch.from_numpy(a).requires_grad_(grad)
+
+    kernels = []  # (name, calls per step, ours(), torch())
+    for name, d_in, d_out, calls in (("linear: QKV projection", C, 3 * C, L), ("linear: attention output", C, C, L),
+                                     ("linear: FFN up", C, Fd, L), ("linear: FFN down", Fd, C, L),
+                                     ("linear: tied logits", C, V, 1)):
+        x, W, b, d = arr(B, T, d_in), arr(d_in, d_out, scale=0.05), arr(d_out), arr(B, T, d_out)
+        tx, tW, tb, td = tt(x.reshape(-1, d_in)), tt(W), tt(b), torch.from_numpy(d.reshape(-1, d_out))
+
+        def ours(x=x, W=W, b=b, d=d):
+            _, c = F.linear_forward(x, W, b)
+            F.linear_backward(d, c)
+
+        kernels.append((name, calls, ours, lambda tx=tx, tW=tW, tb=tb, td=td: torch.addmm(tb, tx, tW).backward(td)))
+
+    hs = C // NH
+    x, d = arr(B, T, C), arr(B, T, C)
+    Wqkv, bqkv, Wo, bo = arr(C, 3 * C, scale=0.05), arr(3 * C), arr(C, C, scale=0.05), arr(C)
+    tx, tWqkv, tbqkv, tWo, tbo, td = tt(x), tt(Wqkv), tt(bqkv), tt(Wo), tt(bo), torch.from_numpy(d)
+
+    def ours_attn():
+        _, c = F.attention_forward(x, Wqkv, bqkv, Wo, bo, NH)
+        F.attention_backward(d, c)
+
+    def torch_attn():
+        qkv = torch.addmm(tbqkv, tx.reshape(-1, C), tWqkv).reshape(B, T, 3, NH, hs).permute(2, 0, 3, 1, 4)
+        y = TF.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=True)
+        out = torch.addmm(tbo, y.transpose(1, 2).reshape(B * T, C), tWo)
+        out.backward(td.reshape(B * T, C))
+
+    kernels.append(("attention layer (incl. its two linears)", L, ours_attn, torch_attn))
+    h, dh = arr(B, T, Fd), arr(B, T, Fd)
+    th, tdh = tt(h), torch.from_numpy(dh)
+
+    def ours_gelu():
+        _, c = F.gelu_forward(h)
+        F.gelu_backward(dh, c)
+
+    kernels.append(("GELU", L, ours_gelu, lambda: TF.gelu(th, approximate="tanh").backward(tdh)))
+    g, be = arr(C), arr(C)
+    tg, tbe = tt(g), tt(be)
+
+    def ours_ln():
+        _, c = F.layernorm_forward(x, g, be)
+        F.layernorm_backward(d, c)
+
+    kernels.append(("LayerNorm", 2 * L + 1, ours_ln, lambda: TF.layer_norm(tx, (C,), tg, tbe).backward(td)))
+    logits, tgt = arr(B, T, V), rng.integers(0, V, (B, T))
+    tl, ttgt = tt(logits.reshape(-1, V)), torch.from_numpy(tgt.reshape(-1))
+
+    def ours_ce():
+        _, c = F.cross_entropy_forward(logits, tgt)
+        F.cross_entropy_backward(1.0, c)
+
+    kernels.append(("cross-entropy", 1, ours_ce, lambda: TF.cross_entropy(tl, ttgt).backward()))
+    _, model, _, _ = _model_and_batch(spec)
+    ref = _torch_ref(model, "cpu")
+    opt = AdamW(param_groups_for_decay(model, 0.1), lr=1e-4)
+    for p in model.parameters():
+        p.grad = np.full(p.shape, 1e-3, dtype=p.data.dtype)
+    topt = torch.optim.AdamW(ref.parameters(), lr=1e-4)
+    for p in ref.parameters():
+        p.grad = torch.full_like(p, 1e-3)
+    kernels.append(("AdamW (all parameters)", 1, opt.step, topt.step))
+
+    times = {k[0]: ([], []) for k in kernels}
+    for _ in range(repeats + 1):
+        for name, _, ours, theirs in kernels:
+            t0 = time.process_time()
+            ours()
+            t1 = time.process_time()
+            theirs()
+            t2 = time.process_time()
+            times[name][0].append(t1 - t0)
+            times[name][1].append(t2 - t1)
+    return [dict(kernel=name, calls_per_step=calls, ours_ms=1e3 * min(times[name][0][1:]),
+                 torch_ms=1e3 * min(times[name][1][1:])) for name, calls, _, _ in kernels]
+
+
 def _child(args):
     job = json.loads(args)
     if job["kind"] in ("ours", "functional"):
@@ -369,6 +471,8 @@ def _child(args):
         return profile_step(job["spec"], job["repeats"])
     if job["kind"] == "profile_torch":
         return profile_torch(job["spec"], job["repeats"])
+    if job["kind"] == "kernels":
+        return kernel_table(job["spec"], job["repeats"])
     return _child_gemm_peak(job["device"])
 
 
