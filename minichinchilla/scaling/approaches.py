@@ -360,8 +360,9 @@ class Approach3Result:
 def approach3(table, n_col="N", huber_delta=1e-3, n_boot=0, seed=0, **fit_kwargs):
     """Approach 3 (chapters/10-scaling-laws.md, eq. 10.4): fit L(N, D) to every final loss.
 
-    Columns: `n_col`, `D`, `loss`. `n_boot` > 0 adds bootstrap intervals. Extra keyword
-    arguments go to `fit_parametric`. Returns: Approach3Result.
+    Columns: `n_col`, `D`, `loss`. `n_boot` > 0 adds bootstrap intervals (`bootstrap_fit`, with
+    its own starts). Extra keyword arguments go to the point fit `fit_parametric` only.
+    Returns: Approach3Result.
     """
     cols = as_columns(table)
     who = "approach3"

@@ -270,8 +270,9 @@ def model_flops(config, seq_len=None):
     then × 3 for forward + backward (eq. 9.4):
       per block: fused QKV 2·T·C·3C; scores Q@K^T 2·T·T·C; weights@V 2·T·T·C; output projection
       2·T·C·C; FFN 2·T·C·F + 2·T·F·C;  after the blocks: tied logits h@E^T 2·T·C·V.
-    The attention matmuls are counted over the full T×T square, as a dense NumPy implementation
-    computes them before masking (a causal kernel that skips the masked half does about half).
+    The attention matmuls are counted over the full T×T square, the conventional count. The
+    package's blocked causal kernel skips blocks that lie wholly in the future (about half the
+    square at large T) and its backward recomputes the scores; notebook 09 measures both.
     NOT counted: the embedding lookups (a gather, no arithmetic — unlike Hoffmann et al.'s 2·S·V·d),
     bias adds, LayerNorm, softmax, GELU, residual adds, the loss and the optimiser step; all
     O(T·C) or O(T·T·NH), a few per cent at most for the small models of this course.

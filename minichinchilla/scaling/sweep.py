@@ -166,11 +166,10 @@ def run_one(spec: RunSpec) -> dict:
 
 
 def load_results(path):
-    """Rows of a JSONL results table (missing file → empty list)."""
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """Rows of a JSONL results table; a sweep that has not started yet has none."""
+    from .approaches import load_results as read_table
+
+    return read_table(path) if os.path.exists(path) else []
 
 
 def _single_thread():
