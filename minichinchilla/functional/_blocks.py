@@ -30,7 +30,7 @@ import threading
 
 BLOCK_BYTES = 256 * 1024  # a few blocks (inputs + outputs + scratch) fit in one core's L2
 
-_state = {"threads": None, "pool": None, "blas": None}
+_state = {"threads": None, "pool": None, "blas": None, "blas_threads": 1}
 _lock = threading.Lock()
 
 
@@ -69,17 +69,32 @@ def _pool():
         return _state["pool"]
 
 
-def _blas_one_thread():
-    """A context manager that limits BLAS to one thread (threads already split the work:
-    two threads each asking OpenBLAS for two more would fight over two cores)."""
+def _blas_controller():
     if _state["blas"] is None:
         try:
             from threadpoolctl import ThreadpoolController
 
             _state["blas"] = ThreadpoolController()
-        except Exception:  # threadpoolctl missing: then do not thread BLAS-using blocks
-            _state["blas"] = False
-    return _state["blas"].limit(limits=1, user_api="blas") if _state["blas"] else None
+            info = _state["blas"].select(user_api="blas").info()
+            _state["blas_threads"] = max([m.get("num_threads", 1) for m in info] or [1])
+        except Exception:  # threadpoolctl missing: then BLAS-using blocks run as they are
+            _state["blas"], _state["blas_threads"] = False, 1
+    return _state["blas"]
+
+
+def _blas_one_thread():
+    """Limit BLAS to one thread for the duration of a blocked kernel; returns the limiter (call
+    its ``restore_original_limits()``) or None when there is nothing to limit.
+
+    Two reasons. The products inside a block are small (a 64 x 32 by 32 x 256 block of attention
+    scores): OpenBLAS splitting each across threads costs more in hand-offs than it saves. And
+    when the blocks themselves run on several threads, two threads each asking OpenBLAS for two
+    more would fight over two cores.
+    """
+    controller = _blas_controller()
+    if not controller or _state["blas_threads"] <= 1:
+        return None
+    return controller.limit(limits=1, user_api="blas")
 
 
 def keep_freed_memory(threshold_bytes=64 * 1024 * 1024):
@@ -121,20 +136,22 @@ def for_each_block(xp, n_rows, row_bytes, fn, block_bytes=BLOCK_BYTES, uses_blas
 
     `fn` must write only into rows `rows` of its outputs, so blocks can run in any order and
     on any thread. NumPy: blocks of ~`block_bytes`, spread over `num_threads()` threads.
-    CuPy: one call with every row. `uses_blas=True` (the block does matrix products) limits
-    BLAS to one thread while the blocks run in parallel.
+    CuPy: one call with every row. `uses_blas=True` (the block does small matrix products)
+    keeps BLAS on one thread while the blocks run (see `_blas_one_thread`).
     """
     blocks = row_blocks(n_rows, rows_per_block(xp, n_rows, row_bytes, block_bytes))
     n_threads = min(num_threads(), len(blocks))
-    if n_threads <= 1:
+    if not uses_blas and n_threads <= 1:
         return [fn(rows) for rows in blocks]
-    limit = _blas_one_thread() if uses_blas else None
-    if uses_blas and limit is None:
-        return [fn(rows) for rows in blocks]
-    # Thread i takes the i-th contiguous run of blocks; the calling thread takes run 0.
-    runs = [blocks[i * len(blocks) // n_threads:(i + 1) * len(blocks) // n_threads]
-            for i in range(n_threads)]
+    limit = _blas_one_thread() if uses_blas and xp.__name__ == "numpy" else None
+    if uses_blas and limit is None and _state["blas_threads"] > 1:
+        n_threads = 1  # cannot keep BLAS to one thread per worker: run the blocks in turn
     try:
+        if n_threads <= 1:
+            return [fn(rows) for rows in blocks]
+        # Thread i takes the i-th contiguous run of blocks; the calling thread takes run 0.
+        runs = [blocks[i * len(blocks) // n_threads:(i + 1) * len(blocks) // n_threads]
+                for i in range(n_threads)]
         futures = [_pool().submit(lambda run=run: [fn(rows) for rows in run]) for run in runs[1:]]
         results = [fn(rows) for rows in runs[0]]
         for f in futures:
