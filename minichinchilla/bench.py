@@ -676,6 +676,9 @@ def main(argv=None):
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--overhead", action="store_true",
                         help="also time the same step written against the functional pairs (no autograd)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also break one step down by kind of kernel (1 thread, CPU time), and PyTorch's kernels "
+                             "against ours on the same shapes")
     parser.add_argument("--small", action="store_true",
                         help="also measure the small sweep models (1 thread) and estimate a sweep's duration")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -701,6 +704,18 @@ def main(argv=None):
     print("machine: " + ", ".join(f"{k} {v}" for k, v in env.items()), flush=True)
     rows = run(configs, threads, args.warmup, args.repeats, not args.no_torch, args.device, args.overhead)
     out = dict(environment=env, results=rows)
+    if args.profile and args.device == "cpu":
+        out["profile"], out["kernels"] = {}, {}
+        for name in configs:
+            job = dict(spec=ALL_CONFIGS[name], warmup=1, repeats=5, device="cpu", threads=1)
+            out["profile"][name] = _run_child({**job, "kind": "profile"}, 1)
+            print(f"profile {name} (1 thread, CPU ms per step): " +
+                  ", ".join(f"{k} {v:.1f}" for k, v in out["profile"][name].items()), flush=True)
+            if not args.no_torch:
+                out["kernels"][name] = _run_child({**job, "kind": "kernels", "repeats": 10}, 1)
+                for r in out["kernels"][name]:
+                    print(f"  {r['kernel']:42s} x{r['calls_per_step']:<3d} ours {r['ours_ms']:8.2f} ms  "
+                          f"torch {r['torch_ms']:8.2f} ms  ratio {r['ours_ms'] / r['torch_ms']:.2f}", flush=True)
     if args.small and args.device == "cpu":
         from .scaling.sweep import default_grid
 
