@@ -25,9 +25,11 @@ def evaluate_run(run_dir, max_batches: int = 0, batch_size: int | None = None) -
     data = prepare_data(cfg, tokenizer=tokenizer)
     saved = state.get("extra", {}).get("data_fingerprint")
     loss, n = estimate_loss(model, data.val_ids, batch_size or cfg.batch_size, cfg.seq_len, max_batches)
-    n_bytes = len(tokenizer.decode(data.val_ids.tolist()).encode("utf-8"))
+    # Bytes of the real text, not of decode(ids): decoding adds document separators and
+    # <unk> spellings that are not in the text. loss (nats/token) * tokens/byte / ln 2 = bits/byte.
+    tokens_per_byte = len(data.val_ids) / max(1, data.val_bytes)
     return {"step": int(state["step"]), "val_loss": loss, "val_ppl": math.exp(min(loss, 700.0)),
-            "tokens": n, "bits_per_byte": loss * n / max(1, n_bytes) / math.log(2),
+            "tokens": n, "bits_per_byte": loss * tokens_per_byte / math.log(2),
             "data_changed": bool(saved and saved != data.fingerprint)}
 
 

@@ -75,6 +75,7 @@ class RunData:
     fingerprint: str  # sha256 of the cleaned train and validation text
     description: str  # one line for the log
     tokenizer_note: str
+    val_bytes: int = 0  # UTF-8 bytes of the validation text itself (for bits per byte)
 
 
 def _split_by_position(documents, val_fraction):
@@ -167,7 +168,8 @@ def prepare_data(cfg: TrainConfig, tokenizer=None) -> RunData:
                          f"row needs (seq_len + 1 = {cfg.seq_len + 1}); use more text, a larger "
                          f"--val-fraction or a smaller --seq-len")
     description = (f"data: {origin}, {how}; {len(train_ids):,} train / {len(val_ids):,} val tokens")
-    return RunData(tokenizer, train_ids, val_ids, fingerprint, description, note)
+    val_bytes = sum(len(d.text.encode("utf-8")) for d in val_docs)
+    return RunData(tokenizer, train_ids, val_ids, fingerprint, description, note, val_bytes)
 
 
 # ---- evaluation --------------------------------------------------------------------------

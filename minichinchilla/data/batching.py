@@ -115,14 +115,15 @@ def lm_batches(tokens: np.ndarray, batch_size: int, seq_len: int, rng: np.random
         k += 1
 
 
-def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, max_len: int | None = None,
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int | None = 0, max_len: int | None = None,
               truncate: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Right-pad variable-length id sequences into one array.
 
     Inputs:
         sequences: B non-empty lists/arrays of ids.
         pad_id: the id written into padding (e.g. ``tokenizer.pad_id``; it is never read,
-            because the mask hides it from attention and the targets ignore it).
+            because the mask hides it from attention and the targets ignore it). ``None`` — a
+            tokenizer without a padding token, such as byte-level BPE — writes 0.
         max_len: longest row kept; T = min(max_len, longest sequence).
         truncate: cut longer sequences to ``max_len`` (keeping the start); if False they raise.
     Returns:
@@ -144,7 +145,7 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, max_len: int | No
                              f"and truncate=False")
         lengths = np.minimum(lengths, max_len)
     B, T = len(sequences), int(lengths.max())
-    ids = np.full((B, T), pad_id, dtype=np.int64)  # (B, T)
+    ids = np.full((B, T), 0 if pad_id is None else pad_id, dtype=np.int64)  # (B, T)
     for b, (seq, n) in enumerate(zip(sequences, lengths)):
         ids[b, :n] = np.asarray(seq[:n], dtype=np.int64)
     key_padding_mask = np.arange(T)[None, :] >= lengths[:, None]  # (B, T)
