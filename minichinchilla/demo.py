@@ -17,20 +17,20 @@ def cases(rng):
     mask = np.zeros((B, T), dtype=bool)
     mask[1, 3] = True
     return [
-        ("linear", F.linear_forward, F.linear_backward, [r(B, T, C), r(C, 5), r(5)], {}),
-        ("embedding", F.embedding_forward, F.embedding_backward, [rng.integers(0, V, (B, T)), r(V, C)], {}),
-        ("softmax", F.softmax_forward, F.softmax_backward, [r(B, T, V)], {}),
+        ("linear", F.linear_forward, F.linear_backward, [r(B, T, C), r(C, 5), r(5)], {}, ["x", "W", "b"]),
+        ("embedding", F.embedding_forward, F.embedding_backward, [rng.integers(0, V, (B, T)), r(V, C)], {}, ["idx", "E"]),
+        ("softmax", F.softmax_forward, F.softmax_backward, [r(B, T, V)], {}, ["x"]),
         ("cross_entropy", F.cross_entropy_forward, F.cross_entropy_backward,
-         [r(B, T, V), rng.integers(0, V, (B, T))], {}),
-        ("layernorm", F.layernorm_forward, F.layernorm_backward, [r(B, T, C), r(C), r(C)], {}),
-        ("rmsnorm", F.rmsnorm_forward, F.rmsnorm_backward, [r(B, T, C), r(C)], {}),
-        ("relu", F.relu_forward, F.relu_backward, [r(B, T, C)], {}),
-        ("gelu", F.gelu_forward, F.gelu_backward, [r(B, T, C)], {}),
-        ("ffn", F.ffn_forward, F.ffn_backward, [r(B, T, C), r(C, 4 * C), r(4 * C), r(4 * C, C), r(C)], {}),
+         [r(B, T, V), rng.integers(0, V, (B, T))], {}, ["logits", "targets"]),
+        ("layernorm", F.layernorm_forward, F.layernorm_backward, [r(B, T, C), r(C), r(C)], {}, ["x", "gamma", "beta"]),
+        ("rmsnorm", F.rmsnorm_forward, F.rmsnorm_backward, [r(B, T, C), r(C)], {}, ["x", "gamma"]),
+        ("relu", F.relu_forward, F.relu_backward, [r(B, T, C)], {}, ["x"]),
+        ("gelu", F.gelu_forward, F.gelu_backward, [r(B, T, C)], {}, ["x"]),
+        ("ffn", F.ffn_forward, F.ffn_backward, [r(B, T, C), r(C, 4 * C), r(4 * C), r(4 * C, C), r(C)], {}, ["x", "W1", "b1", "W2", "b2"]),
         ("attention", F.attention_forward, F.attention_backward,
-         [r(B, T, C), r(C, 3 * C), r(3 * C), r(C, C), r(C)], dict(n_heads=NH, key_padding_mask=mask)),
+         [r(B, T, C), r(C, 3 * C), r(3 * C), r(C, C), r(C)], dict(n_heads=NH, key_padding_mask=mask), ["x", "Wqkv", "bqkv", "Wo", "bo"]),
         ("attention+rope", F.attention_forward, F.attention_backward,
-         [r(B, T, C), r(C, 3 * C), r(3 * C), r(C, C), r(C)], dict(n_heads=NH, rope_base=10000.0)),
+         [r(B, T, C), r(C, 3 * C), r(3 * C), r(C, C), r(C)], dict(n_heads=NH, rope_base=10000.0), ["x", "Wqkv", "bqkv", "Wo", "bo"]),
     ]
 
 
@@ -41,8 +41,8 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     worst = 0.0
     print(f"{'layer':<16}{'input':<8}{'relative error':>16}")
-    for name, fwd, bwd, inputs, kwargs in cases(rng):
-        result = gradcheck(fwd, inputs, bwd, kwargs=kwargs, raise_on_fail=False)
+    for name, fwd, bwd, inputs, kwargs, arg_names in cases(rng):
+        result = gradcheck(fwd, inputs, bwd, kwargs=kwargs, names=arg_names, raise_on_fail=False)
         for inp, err in result.errors.items():
             print(f"{name:<16}{inp:<8}{err:>16.2e}")
             worst = max(worst, err)
