@@ -510,13 +510,27 @@ def _flops_per_step(spec):
     return model_flops(cfg) * spec["batch"]
 
 
-def run(configs, threads_list, warmup, repeats, with_torch, device, overhead=False):
+def _pooled(results):
+    """Several children's measurements as one: all steps' times together, the median peak."""
+    peaks = sorted(r["peak_mib"] for r in results if r["peak_mib"] is not None)
+    return dict(times=[t for r in results for t in r["times"]],
+                cpu_times=[t for r in results for t in r["cpu_times"]],
+                first_loss=results[0]["first_loss"], peak_mib=peaks[len(peaks) // 2] if peaks else None,
+                runs=len(results))
+
+
+def run(configs, threads_list, warmup, repeats, with_torch, device, overhead=False, runs=1):
+    """Measure every config at every thread count. With ``runs > 1`` each implementation is
+    measured in `runs` fresh child processes, taken in turns (ours, functional, torch, ours, ...),
+    and their steps pooled: two fresh processes of the same code can differ by ~10% on a VM
+    (where their memory lands), which one process per side cannot average out."""
     try:
         import torch  # noqa: F401
 
         have_torch = with_torch
     except ImportError:
         have_torch = False
+    kinds = ["ours"] + (["functional"] if overhead else []) + (["torch"] if have_torch else [])
     rows = []
     for threads in threads_list:
         peak = _run_child({"kind": "gemm", "device": device}, threads)["gflops"]
@@ -524,16 +538,21 @@ def run(configs, threads_list, warmup, repeats, with_torch, device, overhead=Fal
             spec = ALL_CONFIGS[name]
             flops = _flops_per_step(spec)
             job = dict(spec=spec, warmup=warmup, repeats=repeats, device=device, threads=threads)
-            ours = _summary("minichinchilla", spec, _run_child({**job, "kind": "ours"}, threads), flops, peak)
+            measured = {k: [] for k in kinds}
+            for _ in range(runs):
+                for k in kinds:
+                    measured[k].append(_run_child({**job, "kind": k}, threads))
+            label = {"ours": "minichinchilla", "functional": "functional", "torch": "pytorch"}
+            summ = {k: _summary(label[k], spec, _pooled(v), flops, peak) for k, v in measured.items()}
+            ours = summ["ours"]
             row = dict(config=name, threads=threads, device=device, gemm_peak_gflops=peak,
-                       flops_per_step=flops, spec=spec, ours=ours)
+                       flops_per_step=flops, spec=spec, runs=runs, ours=ours)
             if overhead:
-                row["functional"] = _summary("functional", spec, _run_child({**job, "kind": "functional"}, threads),
-                                             flops, peak)
+                row["functional"] = summ["functional"]
                 row["engine_overhead"] = ours["ms_median"] / row["functional"]["ms_median"] - 1
                 row["engine_overhead_cpu"] = ours["cpu_ms_median"] / row["functional"]["cpu_ms_median"] - 1
             if have_torch:
-                row["torch"] = _summary("pytorch", spec, _run_child({**job, "kind": "torch"}, threads), flops, peak)
+                row["torch"] = summ["torch"]
                 row["time_ratio"] = ours["ms_median"] / row["torch"]["ms_median"]
                 row["cpu_time_ratio"] = ours["cpu_ms_median"] / row["torch"]["cpu_ms_median"]
                 if ours["peak_mib"] is not None and row["torch"]["peak_mib"]:
@@ -550,7 +569,7 @@ def _format_row(row):
                 f"  cpu {r['cpu_ms_median']:8.1f} ms"
                 f"{r['tokens_per_s']:11.0f} tok/s{r['gflops']:8.1f} GFLOP/s  MFU {100 * r['mfu']:5.1f}%  "
                 f"peak {mem}  loss0 {r['first_loss']:.4f}")
-    lines = [f"config {row['config']}  threads {row['threads']}  device {row['device']}  "
+    lines = [f"config {row['config']}  threads {row['threads']}  device {row['device']}  runs {row.get('runs', 1)}  "
              f"GEMM peak {row['gemm_peak_gflops']:.0f} GFLOP/s  model {row['flops_per_step'] / 1e9:.2f} GFLOP/step",
              "  " + fmt(row["ours"])]
     if "functional" in row:
@@ -671,6 +690,8 @@ def main(argv=None):
     parser.add_argument("--configs", default="a,b", help=f"comma-separated, from {sorted(CONFIGS)}")
     parser.add_argument("--threads", default="1,2", help="comma-separated BLAS/torch thread counts")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=1,
+                        help="fresh child processes per implementation, taken in turns; their steps are pooled")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--no-torch", action="store_true", help="time minichinchilla only")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
@@ -702,7 +723,10 @@ def main(argv=None):
         return 2
     env = environment()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in env.items()), flush=True)
-    rows = run(configs, threads, args.warmup, args.repeats, not args.no_torch, args.device, args.overhead)
+    if args.runs < 1:
+        print("error: --runs must be at least 1", file=sys.stderr)
+        return 2
+    rows = run(configs, threads, args.warmup, args.repeats, not args.no_torch, args.device, args.overhead, args.runs)
     out = dict(environment=env, results=rows)
     if args.profile and args.device == "cpu":
         out["profile"], out["kernels"] = {}, {}
