@@ -5,7 +5,7 @@ Usage (repository root):
     python -m minichinchilla bench --configs a,b --threads 1,2 --repeats 10 --overhead --profile --small \
         --json benchmarks/cpu-results.json
     python benchmarks/ablation.py --json benchmarks/ablation.json
-    python benchmarks/render.py benchmarks/cpu-results.json [benchmarks/ablation.json] > benchmarks/tables.md
+    python benchmarks/render.py benchmarks/cpu-results.json [benchmarks/ablation.json [before.json]]
 """
 from __future__ import annotations
 
@@ -87,6 +87,20 @@ def ablation_table(ab):
     return "\n".join(lines)
 
 
+def before_after_table(before, after):
+    """Ratio to PyTorch before the performance work and now, per config and thread count."""
+    b = {(r["config"], r["threads"]): r for r in before}
+    lines = ["| config | threads | before: ours / PyTorch time | before: memory | now: time | now: memory |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in after:
+        old = b.get((r["config"], r["threads"]))
+        if old is None or "torch" not in r:
+            continue
+        lines.append(f"| {r['config']} | {r['threads']} | {old['time_ratio']:.2f}× | {old.get('memory_ratio', float('nan')):.2f}× | "
+                     f"{r['time_ratio']:.2f}× | {r.get('memory_ratio', float('nan')):.2f}× |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     data = json.load(open(argv[0]))
@@ -106,6 +120,9 @@ def main(argv=None):
     if len(argv) > 1:
         print()
         print(ablation_table(json.load(open(argv[1]))))
+    if len(argv) > 2:
+        print()
+        print(before_after_table(json.load(open(argv[2]))["results"], data["results"]))
     return 0
 
 
