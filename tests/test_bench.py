@@ -18,10 +18,12 @@ from minichinchilla.tensor import Tensor
 
 @pytest.fixture
 def threads():
-    """Set the worker-thread count for one test; restore it afterwards."""
-    before = _blocks.num_threads()
+    """Set the worker-thread count for one test (threading even small arrays); restore afterwards."""
+    before, min_parallel = _blocks.num_threads(), _blocks._state["min_parallel"]
+    _blocks._state["min_parallel"] = 0
     yield _blocks.set_num_threads
     _blocks.set_num_threads(before)
+    _blocks._state["min_parallel"] = min_parallel
 
 
 def _spec(**kw):

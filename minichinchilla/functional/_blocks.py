@@ -29,8 +29,11 @@ import os
 import threading
 
 BLOCK_BYTES = 256 * 1024  # a few blocks (inputs + outputs + scratch) fit in one core's L2
+# Below this much data a kernel runs on the calling thread: waking a worker and handing it work
+# costs tens of microseconds, as much as the work itself on a small array.
+MIN_PARALLEL_BYTES = 1024 * 1024
 
-_state = {"threads": None, "pool": None, "blas": None, "blas_threads": 1}
+_state = {"threads": None, "pool": None, "blas": None, "blas_threads": 1, "min_parallel": MIN_PARALLEL_BYTES}
 _lock = threading.Lock()
 
 
@@ -140,7 +143,7 @@ def for_each_block(xp, n_rows, row_bytes, fn, block_bytes=BLOCK_BYTES, uses_blas
     keeps BLAS on one thread while the blocks run (see `_blas_one_thread`).
     """
     blocks = row_blocks(n_rows, rows_per_block(xp, n_rows, row_bytes, block_bytes))
-    n_threads = min(num_threads(), len(blocks))
+    n_threads = min(num_threads(), len(blocks)) if n_rows * row_bytes >= _state["min_parallel"] else 1
     if not uses_blas and n_threads <= 1:
         return [fn(rows) for rows in blocks]
     limit = _blas_one_thread() if uses_blas and xp.__name__ == "numpy" else None
