@@ -29,9 +29,10 @@ import json
 import os
 import sys
 import sysconfig
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
+
+from ..atomic import write_text_atomically
 
 from minichinchilla.data.documents import Document
 
@@ -120,20 +121,6 @@ def build_builtin_documents() -> list[Document]:
     return pydoc_topic_documents() + stdlib_docstring_documents()
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write next to the target, then rename: os.replace is atomic on one file system, so
-    # a reader sees either the old file or the complete new one, never a partial write.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_builtin_documents(use_cache: bool = True) -> list[Document]:
     """The built-in corpus (pydoc topics + stdlib docstrings), from the cache when possible.
 
@@ -151,7 +138,7 @@ def load_builtin_documents(use_cache: bool = True) -> list[Document]:
     documents = build_builtin_documents()
     if use_cache:
         try:
-            _write_atomically(path, json.dumps([asdict(d) for d in documents], ensure_ascii=False))
+            write_text_atomically(path, json.dumps([asdict(d) for d in documents], ensure_ascii=False))
         except OSError:
             pass  # a read-only home directory must not stop anyone from training
     return documents

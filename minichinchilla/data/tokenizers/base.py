@@ -7,13 +7,13 @@ file with a ``"type"`` field, so `load_tokenizer` can rebuild whichever one was 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+
+from ...atomic import write_text_atomically
 
 _REGISTRY: dict[str, type["Tokenizer"]] = {}
 
@@ -69,15 +69,7 @@ class Tokenizer(ABC):
         """Write the tokenizer as JSON (atomically: temporary file, then rename)."""
         path = Path(path)
         text = json.dumps({"type": self.type_name, **self.to_dict()}, ensure_ascii=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomically(path, text)
 
     @classmethod
     def load(cls, path: str | Path) -> "Tokenizer":
