@@ -232,3 +232,43 @@ def test_profile_step_accounts_for_the_whole_step():
     parts = sum(v for k, v in prof.items() if k != "total")
     assert parts == pytest.approx(prof["total"])
     assert prof["matmul: linear layers"] > 0 and prof["GELU"] > 0 and prof["AdamW"] > 0
+
+
+def _gemm_shapes_module():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gemm_shapes.py"
+    spec = importlib.util.spec_from_file_location("gemm_shapes", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("config", ["a", "b"])
+def test_gemm_shapes_are_exactly_the_steps_linear_layer_products(config):
+    """benchmarks/gemm_shapes.py times the step's products: their FLOPs must be 3x the forward FLOPs of
+    the QKV, attention-output, FFN and logits products in the scaling module's count (App. F)."""
+    from minichinchilla.scaling.flops import _forward_components
+
+    g = _gemm_shapes_module()
+    spec = g.CONFIGS[config]
+    assert {k: v for k, v in spec.items()} == {k: v for k, v in bench.CONFIGS[config].items() if k != "n_heads"}
+    C = spec["d_model"]
+    parts = _forward_components(spec["n_layers"], C, 4 * C, bench.CONFIGS[config]["n_heads"],
+                                C // bench.CONFIGS[config]["n_heads"], spec["seq_len"], spec["vocab_size"])
+    linear = sum(parts[k] for k in ("qkv", "attn_project", "dense", "logits")) * spec["batch"]
+    timed = sum(2 * M * K * N * calls for *_, M, K, N, _, _, calls in g.products(spec))
+    assert timed == 3 * linear
+
+
+def test_gemm_shapes_smoke(tmp_path):
+    pytest.importorskip("torch")
+    g = _gemm_shapes_module()
+    g.CONFIGS["tiny"] = dict(vocab_size=16, d_model=8, n_layers=1, seq_len=4, batch=2)
+    try:
+        rows = {lib: ms for lib, ms in g.measure(g.CONFIGS["tiny"], 1, 0.01, 1).items()}
+    finally:
+        del g.CONFIGS["tiny"]
+    assert set(rows) == {"numpy", "torch"}
+    assert all(len(ms) == 15 and all(t > 0 for t in ms) for ms in rows.values())
