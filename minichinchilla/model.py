@@ -127,6 +127,23 @@ class TransformerLM(Module):
             loss = ops.cross_entropy(logits, targets, ignore_index=ignore_index)
         return logits, loss
 
+    def attention_maps(self, idx, key_padding_mask=None):
+        """Every layer's attention weights for the token ids idx (B, T): a list of n_layers arrays
+        of shape (B, NH, T, T), P[b, h, t, s] = how much query t of head h reads key s.
+        Runs the same forward as `hidden_states`, without building a graph."""
+        idx = idx.data if isinstance(idx, Tensor) else idx
+        self._check_idx(idx)
+        T = idx.shape[1]
+        maps = []
+        with no_grad():
+            x = self.tok_emb(idx)  # (B, T, C)
+            if self.pos_emb is not None:
+                x = x + self.pos_emb[:T]
+            for block in self.blocks:
+                maps.append(block.attn.weights(block.norm1(x), key_padding_mask))  # (B, NH, T, T)
+                x = block(x, key_padding_mask=key_padding_mask)  # (B, T, C)
+        return maps
+
     # ---- bookkeeping -----------------------------------------------------------------
     def num_params(self, non_embedding=False):
         """Parameter count N; a tied embedding is counted once (chapters/05-transformer.md, eq. 5.6).

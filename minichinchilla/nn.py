@@ -167,6 +167,14 @@ class MultiHeadAttention(Module):
                              causal=self.causal, key_padding_mask=key_padding_mask,
                              rope_base=self.rope_base)
 
+    def weights(self, x, key_padding_mask=None):
+        """The attention weights P, (B, NH, T, T), of input x (B, T, C): for plots, no gradient."""
+        from .functional import attention_weights
+
+        x = x.data if isinstance(x, Tensor) else x
+        return attention_weights(x, self.qkv.data, self.qkv_bias.data, self.n_heads, causal=self.causal,
+                                 key_padding_mask=key_padding_mask, rope_base=self.rope_base)
+
     def step(self, x, kv_cache=None):
         """Inference on new tokens only, reusing cached keys/values (chapters/05-transformer.md, eq. 5.8)."""
         from .functional import attention_step

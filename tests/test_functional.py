@@ -369,6 +369,39 @@ def test_attention_gradcheck_and_reference(rng, B, T, C, NH, causal, padding, bi
           ["x", "Wqkv", "bqkv", "Wo", "bo"], **kw)
 
 
+@pytest.mark.parametrize("B,T,C,NH,causal,padding,bias,rope", ATTENTION_CASES)
+def test_attention_weights_rebuild_the_forward(rng, B, T, C, NH, causal, padding, bias, rope):
+    """P from attention_weights, applied to the values by hand, gives attention_forward's output;
+    its rows are distributions over the keys a query may see (all zero when it may see none)."""
+    x, Wqkv, bqkv, Wo, bo = _attention_inputs(rng, B, T, C, bias)
+    kpm = _padding(padding, B, T)
+    kw = dict(causal=causal, key_padding_mask=kpm, rope_base=rope)
+    P = F.attention_weights(x, Wqkv, bqkv, NH, **kw)  # (B, NH, T, T)
+    assert P.shape == (B, NH, T, T) and P.dtype == x.dtype
+    hs = C // NH
+    v = (x @ Wqkv + (0 if bqkv is None else bqkv))[..., 2 * C:]  # (B, T, C) values
+    v = v.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)  # (B, NH, T, hs)
+    y = (P @ v).transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C)
+    out, _ = F.attention_forward(x, Wqkv, bqkv, Wo, bo, NH, **kw)
+    assert rel_error(y @ Wo + (0 if bo is None else bo), out) < 1e-12
+    allowed = np.ones((B, 1, T, T), bool)
+    if causal:
+        allowed &= np.tril(np.ones((T, T), bool))
+    if kpm is not None:
+        allowed &= ~kpm[:, None, None, :]
+    assert (P[~np.broadcast_to(allowed, P.shape)] == 0).all()
+    sees_any = np.broadcast_to(allowed.any(-1), P.shape[:-1])
+    np.testing.assert_allclose(P.sum(-1), np.where(sees_any, 1.0, 0.0), atol=1e-12)
+
+
+def test_attention_weights_bad_mask(rng):
+    x, Wqkv, bqkv, _, _ = _attention_inputs(rng, 2, 3, 4)
+    with pytest.raises(TypeError, match="bool"):
+        F.attention_weights(x, Wqkv, bqkv, 2, key_padding_mask=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="key_padding_mask"):
+        F.attention_weights(x, Wqkv, bqkv, 2, key_padding_mask=np.zeros((2, 4), bool))
+
+
 @pytest.mark.parametrize("kind", ["left", "all"])
 @pytest.mark.parametrize("rope", [None, 10000.0])
 def test_attention_fully_masked_rows_zero_output_and_grad(rng, kind, rope):

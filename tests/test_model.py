@@ -135,3 +135,28 @@ def test_bad_config_and_input():
         model(np.zeros((1, 3)))
     with pytest.raises(ValueError, match="targets"):
         model(np.zeros((1, 3), dtype=np.int64), np.zeros((1, 4), dtype=np.int64))
+
+
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_attention_maps_are_the_layers_weights(pos):
+    """model.attention_maps gives one (B, NH, T, T) causal distribution per layer, computed on the
+    same hidden states the forward uses, and builds no graph."""
+    from minichinchilla.functional import attention_weights
+
+    cfg = ModelConfig(vocab_size=11, d_model=8, n_layers=2, n_heads=2, seq_len=6, pos_encoding=pos,
+                      dtype="float64")
+    model = TransformerLM(cfg, seed=1)
+    idx = np.random.default_rng(0).integers(0, 11, (2, 5))
+    maps = model.attention_maps(idx)
+    assert len(maps) == 2 and all(P.shape == (2, 2, 5, 5) for P in maps)
+    for P in maps:
+        np.testing.assert_allclose(P.sum(-1), 1.0, atol=1e-12)
+        assert (P[..., np.triu_indices(5, k=1)[0], np.triu_indices(5, k=1)[1]] == 0).all()
+    # Layer 0's map from its own input: embeddings (+ positions), then the first norm.
+    x = model.tok_emb.weight.data[idx] + (model.pos_emb.data[:5] if model.pos_emb is not None else 0)
+    h = model.blocks[0].norm1(x).data
+    a = model.blocks[0].attn
+    expected = attention_weights(h, a.qkv.data, a.qkv_bias.data, 2, rope_base=a.rope_base)
+    assert rel_error(maps[0], expected) < 1e-12
+    # The second layer's map differs: it reads the first block's output.
+    assert rel_error(maps[1], maps[0]) > 1e-3

@@ -9,7 +9,7 @@ Kernels take their array module from their inputs (`get_array_module`), so the s
 code runs on NumPy and CuPy. Nothing here mutates its inputs or `dout`.
 """
 from .activations import gelu_backward, gelu_forward, relu_backward, relu_forward
-from .attention import attention_backward, attention_forward, attention_step
+from .attention import attention_backward, attention_forward, attention_step, attention_weights
 from .cross_entropy import cross_entropy_backward, cross_entropy_forward
 from .embedding import embedding_backward, embedding_forward
 from .ffn import ffn_backward, ffn_forward
@@ -28,6 +28,6 @@ __all__ = [
     "relu_forward", "relu_backward",
     "gelu_forward", "gelu_backward",
     "ffn_forward", "ffn_backward",
-    "attention_forward", "attention_backward", "attention_step",
+    "attention_forward", "attention_backward", "attention_step", "attention_weights",
     "rope_forward", "rope_backward", "rope_tables",
 ]

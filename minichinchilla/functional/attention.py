@@ -35,8 +35,9 @@ def _check_inputs(x, Wqkv, bqkv, Wo, bo, n_heads, rope_base):
     hs = C // NH
     check_float("Wqkv", Wqkv)
     check_shape("Wqkv", Wqkv, (C, 3 * C), f"(C, 3C) for x of shape {tuple(x.shape)}")
-    check_float("Wo", Wo)
-    check_shape("Wo", Wo, (C, C), f"(C, C) for x of shape {tuple(x.shape)}")
+    if Wo is not None:  # attention_weights stops before the output projection
+        check_float("Wo", Wo)
+        check_shape("Wo", Wo, (C, C), f"(C, C) for x of shape {tuple(x.shape)}")
     if bqkv is not None:
         check_float("bqkv", bqkv)
         check_shape("bqkv", bqkv, (3 * C,), f"(3C,) for x of shape {tuple(x.shape)}")
@@ -46,6 +47,16 @@ def _check_inputs(x, Wqkv, bqkv, Wo, bo, n_heads, rope_base):
     if rope_base is not None and hs % 2 != 0:
         raise ValueError(f"RoPE needs an even head size, got hs = C / n_heads = {C} / {NH} = {hs}")
     return B, T, C, NH, hs
+
+
+def _check_padding(key_padding_mask, x):
+    """key_padding_mask must be None or a (B, T) bool array for x of shape (B, T, C)."""
+    if key_padding_mask is None:
+        return
+    if getattr(getattr(key_padding_mask, "dtype", None), "kind", None) != "b":
+        raise TypeError("key_padding_mask must be a bool array (True = padding), got "
+                        f"{getattr(key_padding_mask, 'dtype', type(key_padding_mask).__name__)}")
+    check_shape("key_padding_mask", key_padding_mask, tuple(x.shape[:2]), f"(B, T) for x of shape {tuple(x.shape)}")
 
 
 def _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, offset):
@@ -262,11 +273,7 @@ def attention_forward(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_m
     """
     xp = get_array_module(x, Wqkv, bqkv, Wo, bo)
     B, T, C, NH, hs = _check_inputs(x, Wqkv, bqkv, Wo, bo, n_heads, rope_base)
-    if key_padding_mask is not None:
-        if getattr(getattr(key_padding_mask, "dtype", None), "kind", None) != "b":
-            raise TypeError("key_padding_mask must be a bool array (True = padding), got "
-                            f"{getattr(key_padding_mask, 'dtype', type(key_padding_mask).__name__)}")
-        check_shape("key_padding_mask", key_padding_mask, (B, T), f"(B, T) for x of shape {tuple(x.shape)}")
+    _check_padding(key_padding_mask, x)
     q, k, v, cache_qkv, rope_cache, scale = _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, 0)  # (BH, T, hs) each
     kT = xp.ascontiguousarray(k.swapaxes(-1, -2))  # (BH, hs, T) the layout the score GEMM wants
     pad = _padding_per_head(xp, key_padding_mask, NH)  # (BH, T) or None
@@ -315,6 +322,34 @@ def attention_backward(dout, cache):
     heads[2] = dv.reshape(B, NH, T, hs)
     dx, dWqkv, dbqkv = linear_backward(dqkv.reshape(B, T, 3 * C), cache_qkv)  # (B, T, C), (C, 3C), (3C,)
     return dx, dWqkv, dbqkv, dWo, dbo
+
+
+def attention_weights(x, Wqkv, bqkv, n_heads, causal=True, key_padding_mask=None, rope_base=None):
+    """The attention weights P of every head (chapters/03-attention.md, eq. 3.4), for looking at.
+
+    `attention_forward` never holds P (it keeps one log-sum-exp per query); this function runs
+    the same projection and the same `_attend`, then rebuilds P = exp(S - lse) once, whole, from
+    that log-sum-exp, exactly as the backward does block by block. It is for plots and
+    inspection of small inputs: P has B * NH * T * T entries. No gradient flows through it.
+
+    Inputs:
+        x, Wqkv, bqkv, n_heads, causal, key_padding_mask, rope_base: as in `attention_forward`
+    Returns:
+        P: (B, NH, T, T); row t holds query t's weights over the keys and sums to 1
+        (0 for a query whose keys are all masked)
+    """
+    xp = get_array_module(x, Wqkv, bqkv)
+    B, T, C, NH, hs = _check_inputs(x, Wqkv, bqkv, None, None, n_heads, rope_base)
+    _check_padding(key_padding_mask, x)
+    q, k, v, _, _, _ = _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, 0)  # (BH, T, hs) each
+    kT = xp.ascontiguousarray(k.swapaxes(-1, -2))  # (BH, hs, T)
+    pad = _padding_per_head(xp, key_padding_mask, NH)  # (BH, T) or None
+    _, lse = _attend(q, kT, v, 0, causal, pad)  # (BH, T) one log-sum-exp per query
+    P = xp.matmul(q, kT)  # (BH, T, T) scores, all of them at once
+    _mask_scores(P, 0, _future_bias(xp, T, q.dtype) if causal else None, pad)
+    P -= lse[..., None]  # (BH, T, T)
+    xp.exp(P, out=P)  # (BH, T, T) softmax rows, as in the backward
+    return P.reshape(B, NH, T, T)
 
 
 def attention_step(x, Wqkv, bqkv, Wo, bo, n_heads, kv_cache=None, rope_base=None):
