@@ -1,10 +1,13 @@
 """`python -m minichinchilla <command> [options]` — the course's command line.
 
 Each command lives in its own module with a ``main(argv) -> int``; this file only dispatches,
-so ``python -m minichinchilla train --help`` imports nothing but the training code.
+so ``python -m minichinchilla train --help`` imports nothing but the training code. Exit codes
+and error messages follow one convention, described in ``minichinchilla/cli.py``.
 """
 import importlib
 import sys
+
+from .cli import error
 
 COMMANDS = {
     "train": ("minichinchilla.train", "pretrain a language model (default: a small model on the built-in corpus)"),
@@ -33,8 +36,7 @@ def main(argv=None):
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"error: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
-        return 2
+        return error(f"unknown command {name!r}\n\n{usage()}")
     module = importlib.import_module(COMMANDS[name][0])
     return module.main(rest) or 0
 

@@ -42,6 +42,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cli import run_command
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 # Sphinx warnings that do not mean something broke: (regex on the warning text, why).
@@ -827,7 +829,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--rebuild", action="store_true", help="build before serving")
-    args = ap.parse_args(argv)
+    return run_command(ap, _run, argv)
+
+
+def _run(args) -> int:
     root = Path(args.root or default_root()).resolve()
     out = Path(args.out or root / "_build" / "book").resolve()
     try:
@@ -836,8 +841,8 @@ def main(argv: list[str] | None = None) -> int:
                       clean=getattr(args, "clean", False))
             print(f"book: built {r.out}/index.html in {r.seconds:.1f} s")
         if args.cmd == "serve":
-            serve(out, port=args.port, host=args.host)
-    except BookError as e:
+            serve(out, port=args.port, host=args.host)  # Ctrl-C there is the normal stop: exit 0
+    except BookError as e:  # the sources do not build: a failed build (1), not a usage mistake (2)
         print(f"book: error: {e}", file=sys.stderr)
         return 1
     return 0

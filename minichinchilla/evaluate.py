@@ -15,6 +15,7 @@ import math
 import sys
 
 from .checkpoint import find_checkpoint, load_run, read_state
+from .cli import run_command
 from .train import estimate_loss, prepare_data
 
 
@@ -44,25 +45,18 @@ def build_parser():
 
 
 def main(argv=None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 2
-    try:
-        if args.batches < 0 or (args.batch_size is not None and args.batch_size < 1):
-            raise ValueError("--batches must be >= 0 and --batch-size >= 1")
-        m = evaluate_run(args.checkpoint, args.batches, args.batch_size)
-        if m["data_changed"]:
-            print("warning: the data differs from the text this run was trained on", file=sys.stderr)
-        print(f"step {m['step']}: val loss {m['val_loss']:.4f} | perplexity {m['val_ppl']:.2f} | "
-              f"{m['bits_per_byte']:.3f} bits/byte | {m['tokens']:,} tokens")
-        return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(build_parser(), _run, argv)
+
+
+def _run(args) -> int:
+    if args.batches < 0 or (args.batch_size is not None and args.batch_size < 1):
+        raise ValueError("--batches must be >= 0 and --batch-size >= 1")
+    m = evaluate_run(args.checkpoint, args.batches, args.batch_size)
+    if m["data_changed"]:
+        print("warning: the data differs from the text this run was trained on", file=sys.stderr)
+    print(f"step {m['step']}: val loss {m['val_loss']:.4f} | perplexity {m['val_ppl']:.2f} | "
+          f"{m['bits_per_byte']:.3f} bits/byte | {m['tokens']:,} tokens")
+    return 0
 
 
 if __name__ == "__main__":

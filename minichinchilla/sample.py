@@ -13,6 +13,8 @@ import sys
 
 import numpy as np
 
+from .cli import run_command
+
 REPLACEMENT_CHAR = "\ufffd"
 
 
@@ -107,34 +109,27 @@ def build_parser():
 
 
 def main(argv=None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 2
-    try:
-        from .checkpoint import load_run
+    return run_command(build_parser(), _run, argv)
 
-        if args.temperature < 0:
-            raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
-        if args.top_k < 0:
-            raise ValueError(f"--top-k must be >= 0, got {args.top_k}")
-        model, tokenizer, _ = load_run(args.checkpoint)
 
-        def write(text):
-            sys.stdout.write(text)
-            sys.stdout.flush()
+def _run(args) -> int:
+    from .checkpoint import load_run
 
-        generate_text(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
-                      args.top_k or None, args.seed, write=write,
-                      warn=lambda m: print(m, file=sys.stderr))
-        sys.stdout.write("\n")
-        return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.temperature < 0:
+        raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+    if args.top_k < 0:
+        raise ValueError(f"--top-k must be >= 0, got {args.top_k}")
+    model, tokenizer, _ = load_run(args.checkpoint)
+
+    def write(text):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    generate_text(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
+                  args.top_k or None, args.seed, write=write,
+                  warn=lambda m: print(m, file=sys.stderr))
+    sys.stdout.write("\n")
+    return 0
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from .backend import asarray, set_backend
 from .checkpoint import (find_checkpoint, load_model_weights, load_optimizer_state,
                          load_tokenizer_from, read_state, restore_rng, save_checkpoint,
                          train_config_from)
+from .cli import EXIT_INTERRUPTED, run_command
 from .config import TrainConfig, add_config_arguments, load_config, overrides_from_args, read_config_file
 from .data import (IGNORE_INDEX, ByteBPETokenizer, CharTokenizer, Document, TokenStream, WordTokenizer,
                    cache_dir, clean_documents, encode_documents, load_builtin_documents,
@@ -59,7 +60,6 @@ PLOT_FILE = "loss.png"
 CONFIG_FILE = "config.json"
 SPLIT_SEED = 0  # the validation documents do not depend on the run's seed: runs stay comparable
 MIN_DOCS_FOR_DOC_SPLIT = 10  # fewer documents (e.g. one .txt file) are split by position instead
-EXIT_INTERRUPTED = 130  # the shell convention for "stopped by SIGINT" (128 + 2)
 
 
 class TrainingDiverged(RuntimeError):
@@ -521,34 +521,30 @@ def _resume_config(run_dir: Path, args) -> TrainConfig:
 
 
 def main(argv=None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:  # --help, or a malformed flag (argparse printed why)
-        return exit_.code if isinstance(exit_.code, int) else 2
-    try:
-        if args.resume:
-            run_dir = Path(args.resume)
-            if args.out and Path(args.out).resolve() != run_dir.resolve():
-                raise ValueError(f"--out {args.out!r} and --resume {args.resume!r} name different "
-                                 f"directories; a resumed run continues in its own directory")
-            cfg = _resume_config(run_dir, args)
-        else:
-            cfg = load_config(args.config, overrides_from_args(args))
-            run_dir = Path(args.out) if args.out else default_run_dir()
-            if run_dir.exists() and not run_dir.is_dir():
-                raise ValueError(f"--out {str(run_dir)!r} exists and is not a directory")
-            if run_dir.is_dir() and any(run_dir.iterdir()) and not args.force:
-                raise ValueError(f"output directory {str(run_dir)!r} is not empty; use --force to reuse "
-                                 f"it (its checkpoint and log are replaced) or --resume {run_dir} to "
-                                 f"continue the run in it")
-        result = run_training(cfg, run_dir, resume=bool(args.resume), force=args.force, quiet=args.quiet)
-        return EXIT_INTERRUPTED if result.interrupted else 0
-    except KeyboardInterrupt:  # Ctrl-C before the loop started, or a second Ctrl-C inside it
-        print("\ninterrupted (no checkpoint written by this interrupt)", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (ValueError, TypeError, OSError, TrainingDiverged) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    # A Ctrl-C inside the loop is handled there (checkpoint, then exit 130); a KeyboardInterrupt
+    # reaching run_command is one before the loop started, or a second Ctrl-C inside it.
+    return run_command(build_parser(), _run, argv, user_errors=(TypeError, TrainingDiverged),
+                       interrupted="interrupted (no checkpoint written by this interrupt)")
+
+
+def _run(args) -> int:
+    if args.resume:
+        run_dir = Path(args.resume)
+        if args.out and Path(args.out).resolve() != run_dir.resolve():
+            raise ValueError(f"--out {args.out!r} and --resume {args.resume!r} name different "
+                             f"directories; a resumed run continues in its own directory")
+        cfg = _resume_config(run_dir, args)
+    else:
+        cfg = load_config(args.config, overrides_from_args(args))
+        run_dir = Path(args.out) if args.out else default_run_dir()
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ValueError(f"--out {str(run_dir)!r} exists and is not a directory")
+        if run_dir.is_dir() and any(run_dir.iterdir()) and not args.force:
+            raise ValueError(f"output directory {str(run_dir)!r} is not empty; use --force to reuse "
+                             f"it (its checkpoint and log are replaced) or --resume {run_dir} to "
+                             f"continue the run in it")
+    result = run_training(cfg, run_dir, resume=bool(args.resume), force=args.force, quiet=args.quiet)
+    return EXIT_INTERRUPTED if result.interrupted else 0
 
 
 if __name__ == "__main__":

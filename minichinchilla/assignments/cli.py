@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cli import run_command
+
 
 def _parser():
     p = argparse.ArgumentParser(
@@ -34,46 +36,45 @@ def _parser():
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
-    from .grading import GradingError
+    from .grading import GradingError  # a problem with the grader's inputs: exit 2, no traceback
 
-    try:
-        if args.command == "release":
-            from .release import release
+    return run_command(_parser(), _run, argv, user_errors=(GradingError,))
 
-            paths = release(args.outdir, args.source)
-            for path in paths:
-                print(f"wrote {path}")
-            return 0
-        if args.command == "grade":
-            from .grading import grade, summary_lines
 
-            if args.jobs < 1 or args.cell_timeout <= 0 or args.notebook_timeout <= 0:
-                raise GradingError("--jobs, --cell-timeout and --notebook-timeout must be positive")
-            reports = grade(args.submissions, args.out, args.source, args.cell_timeout,
-                            args.notebook_timeout, args.jobs, args.student,
-                            log=lambda m: print(m, file=sys.stderr))
-            for line in summary_lines(reports):
-                print(line)
-            print(f"results in {args.out} (grades.csv and one JSON file per student)")
-            return 0
-        if args.command == "list":
-            from . import nbtools
-            from .exercises import exercise_of
-            from .grading import default_source, load_instructor
+def _run(args) -> int:
+    if args.command == "release":
+        from .release import release
 
-            total = 0.0
-            for name, nb in load_instructor(args.source or default_source()).items():
-                print(name)
-                for gid, pts, _ in nbtools.graded_cells(nb):
-                    ex = exercise_of(gid)
-                    print(f"  {gid:<32} {pts:>4g}  {ex.title if ex else ''}")
-                    total += pts
-            print(f"total {total:g} points")
-            return 0
-    except GradingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        paths = release(args.outdir, args.source)
+        for path in paths:
+            print(f"wrote {path}")
+        return 0
+    if args.command == "grade":
+        from .grading import GradingError, grade, summary_lines
+
+        if args.jobs < 1 or args.cell_timeout <= 0 or args.notebook_timeout <= 0:
+            raise GradingError("--jobs, --cell-timeout and --notebook-timeout must be positive")
+        reports = grade(args.submissions, args.out, args.source, args.cell_timeout,
+                        args.notebook_timeout, args.jobs, args.student,
+                        log=lambda m: print(m, file=sys.stderr))
+        for line in summary_lines(reports):
+            print(line)
+        print(f"results in {args.out} (grades.csv and one JSON file per student)")
+        return 0
+    if args.command == "list":
+        from . import nbtools
+        from .exercises import exercise_of
+        from .grading import default_source, load_instructor
+
+        total = 0.0
+        for name, nb in load_instructor(args.source or default_source()).items():
+            print(name)
+            for gid, pts, _ in nbtools.graded_cells(nb):
+                ex = exercise_of(gid)
+                print(f"  {gid:<32} {pts:>4g}  {ex.title if ex else ''}")
+                total += pts
+        print(f"total {total:g} points")
+        return 0
     return 2
 
 

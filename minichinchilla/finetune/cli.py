@@ -19,6 +19,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from ..cli import run_command
 from .tasks import TASK_KINDS
 
 LOG_FILE = "finetune.jsonl"
@@ -141,18 +142,8 @@ def run_cli(args, out=None) -> int:
 
 
 def main(argv=None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:  # --help, or a malformed flag (argparse printed why)
-        return exit_.code if isinstance(exit_.code, int) else 2
-    try:
-        return run_cli(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    except (ValueError, TypeError, FileNotFoundError, OSError, FloatingPointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    # FloatingPointError: fine-tuning diverged (the message says: lower the learning rate)
+    return run_command(build_parser(), run_cli, argv, user_errors=(TypeError, FloatingPointError))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import json
 import math
 import sys
 
+from ..cli import run_command
+
 __all__ = ["main", "register_subcommand", "SUBCOMMANDS", "PLUGIN_MODULES"]
 
 SUBCOMMANDS = {}  # name → (help, add_arguments(parser), run(args) -> int)
@@ -25,8 +27,8 @@ def register_subcommand(name, help, add_arguments, run):
     SUBCOMMANDS[name] = (help, add_arguments, run)
 
 
-class _UsageError(Exception):
-    pass
+class _UsageError(ValueError):
+    """A bad option value: `run_command` prints it as one ``error: ...`` line (exit 2)."""
 
 
 # -- plan ----------------------------------------------------------------------------------------
@@ -104,22 +106,17 @@ def _parser():
 
 
 def main(argv=None) -> int:
-    """Entry point; returns the exit code (0 ok, 2 bad usage or input) and never raises on bad input."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """Entry point; returns the exit code (0 ok, 2 bad usage or input, 130 Ctrl-C; see ``minichinchilla/cli.py``)."""
     _load_plugins()
     parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed usage/help
-        return int(exc.code or 0)
-    if args.subcommand is None:
-        parser.print_help(sys.stderr)
-        return 2
-    try:
+
+    def run(args):
+        if args.subcommand is None:
+            parser.print_help(sys.stderr)
+            return 2
         return int(SUBCOMMANDS[args.subcommand][2](args) or 0)
-    except (_UsageError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+    return run_command(parser, run, argv)
 
 
 if __name__ == "__main__":
