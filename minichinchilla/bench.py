@@ -33,6 +33,9 @@ import subprocess
 import sys
 import time
 
+from .atomic import write_text_atomically
+from .cli import run_command
+
 CONFIGS = {
     "a": dict(vocab_size=256, d_model=128, n_layers=4, n_heads=4, seq_len=128, batch=16),
     "b": dict(vocab_size=512, d_model=256, n_layers=6, n_heads=8, seq_len=256, batch=8),
@@ -704,28 +707,37 @@ def main(argv=None):
                         help="also measure the small sweep models (1 thread) and estimate a sweep's duration")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(_child(args.child)))
-        return 0
+    return run_command(parser, _run, argv)
+
+
+def _check_args(args):
+    """Every user mistake, found before minutes of timing (ValueError -> `error:` line, exit 2)."""
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     bad = [c for c in configs if c not in ALL_CONFIGS]
-    if bad:
-        print(f"error: unknown config(s) {bad}; choose from {sorted(ALL_CONFIGS)}", file=sys.stderr)
-        return 2
+    if bad or not configs:
+        raise ValueError(f"unknown config(s) {bad or args.configs!r}; choose from {sorted(ALL_CONFIGS)}")
     try:
         threads = [int(t) for t in args.threads.split(",")]
     except ValueError:
-        print(f"error: --threads must be comma-separated integers, got {args.threads!r}", file=sys.stderr)
-        return 2
-    if args.warmup < 1 or args.repeats < 1:
-        print("error: --warmup and --repeats must be at least 1", file=sys.stderr)
-        return 2
+        raise ValueError(f"--threads must be comma-separated integers, got {args.threads!r}") from None
+    if min(threads) < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads!r}")
+    if args.warmup < 1 or args.repeats < 1 or args.runs < 1:
+        raise ValueError("--warmup, --repeats and --runs must be at least 1")
+    if args.json:
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder):
+            raise ValueError(f"--json {args.json}: the folder {folder} does not exist")
+    return configs, threads
+
+
+def _run(args):
+    if args.child:
+        print(json.dumps(_child(args.child)))
+        return 0
+    configs, threads = _check_args(args)
     env = environment()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in env.items()), flush=True)
-    if args.runs < 1:
-        print("error: --runs must be at least 1", file=sys.stderr)
-        return 2
     rows = run(configs, threads, args.warmup, args.repeats, not args.no_torch, args.device, args.overhead, args.runs)
     out = dict(environment=env, results=rows)
     if args.profile and args.device == "cpu":
@@ -752,9 +764,8 @@ def main(argv=None):
         print(f"default sweep grid: {est['runs']} runs, about {60 * est['total_hours']:.0f} min on {workers} "
               f"core(s) ({est['runs_per_hour']:.0f} runs/hour)", flush=True)
     out["environment"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+    if args.json:  # all at once at the end: an interrupted run leaves no half-written file
+        write_text_atomically(args.json, json.dumps(out, indent=2) + "\n")
     return 0
 
 

@@ -212,6 +212,19 @@ def test_cli_rejects_unknown_config(capsys):
     assert "unknown config" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--threads", "one"], "--threads must be comma-separated integers"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--runs", "0"], "must be at least 1"),
+    (["--json", "/no/such/folder/b.json"], "does not exist"),
+])
+def test_cli_rejects_bad_input_before_timing_anything(argv, message, capsys):
+    assert bench.main(["--configs", "s10k"] + argv) == 2
+    out, err = capsys.readouterr()
+    assert message in err and "Traceback" not in err
+    assert "machine:" not in out  # nothing was measured
+
+
 def test_cli_end_to_end_small(tmp_path, capsys):
     out = tmp_path / "b.json"
     rc = bench.main(["--configs", "s10k", "--threads", "1", "--warmup", "1", "--repeats", "2",
