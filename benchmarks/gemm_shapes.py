@@ -42,8 +42,11 @@ def products(spec):
               ("FFN up", C, 4 * C, L), ("FFN down", 4 * C, C, L), ("tied logits", C, V, 1)]
     out = []
     for name, d_in, d_out, calls in layers:
-        out.append((name, "Y = X W", N, d_in, d_out, False, False, calls))
-        out.append((name, "dX = dY W^T", N, d_out, d_in, False, True, calls))
+        # The tied logits use W = E^T, a transposed view of the (V, C) embedding table, so there the
+        # forward reads its weight transposed and the backward's dY W^T = dY E reads it plainly.
+        tied = name == "tied logits"
+        out.append((name, "Y = X W", N, d_in, d_out, False, tied, calls))
+        out.append((name, "dX = dY W^T", N, d_out, d_in, False, not tied, calls))
         out.append((name, "dW = X^T dY", d_in, N, d_out, True, False, calls))
     return out
 
