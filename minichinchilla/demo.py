@@ -8,6 +8,7 @@ import argparse
 import numpy as np
 
 from . import functional as F
+from .cli import run_command
 from .gradcheck import gradcheck
 
 
@@ -37,7 +38,10 @@ def cases(rng):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m minichinchilla gradcheck-demo", description=__doc__)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return run_command(parser, _run, argv)
+
+
+def _run(args):
     rng = np.random.default_rng(args.seed)
     worst = 0.0
     print(f"{'layer':<16}{'input':<8}{'relative error':>16}")
