@@ -204,7 +204,10 @@ def batched_lbfgs(fun, x0, m=10, maxiter=500, ftol=1e-13, gtol=1e-9, max_backtra
         s0, y0, r0 = S[order[0], idx], Y[order[0], idx], RHO[order[0], idx]
         yy = np.einsum("kd,kd->k", y0, y0)
         has = r0 > 0
-        gamma = np.where(has, 1.0 / np.where(has, r0 * yy, 1.0), 0.0)
+        # r0 * yy can underflow to 0 on a degenerate fit (E -> 0): gamma is then inf, the step NaN,
+        # and the descent test below restarts that problem along -g. Silence the warning only.
+        with np.errstate(divide="ignore"):
+            gamma = np.where(has, 1.0 / np.where(has, r0 * yy, 1.0), 0.0)
         # with no history, take a first step of length ≤ 1 along −g
         gamma = np.where(has, gamma, 1.0 / np.maximum(1.0, np.linalg.norm(g, axis=1)))
         q *= gamma[:, None]
