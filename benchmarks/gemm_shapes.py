@@ -25,13 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
-CONFIGS = {  # the same shapes as `python -m minichinchilla bench` (minichinchilla/bench.py)
-    "a": dict(vocab_size=256, d_model=128, n_layers=4, seq_len=128, batch=16),
-    "b": dict(vocab_size=512, d_model=256, n_layers=6, seq_len=256, batch=8),
-}
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
+from minichinchilla.atomic import write_text_atomically  # noqa: E402
+from minichinchilla.bench import CONFIGS, environment  # noqa: E402  (the same configs as the step benchmark)
+from minichinchilla.cli import run_command  # noqa: E402
 
 
 def products(spec):
@@ -104,18 +105,20 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=0.4, help="how long each product is repeated")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--json", metavar="PATH")
-    args = p.parse_args(argv)
+    return run_command(p, _run, argv)
+
+
+def _run(args):
     try:
         import torch  # noqa: F401
     except ImportError:
-        print("error: this benchmark compares against PyTorch, which is not installed "
-              "(pip install torch)", file=sys.stderr)
-        return 2
+        raise ValueError("this benchmark compares against PyTorch, which is not installed (pip install torch)") from None
+    configs = args.configs.split(",")
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown config(s) {unknown}; choose from {sorted(CONFIGS)}")
     rows = []
-    for cfg in args.configs.split(","):
-        if cfg not in CONFIGS:
-            print(f"error: unknown config {cfg!r}; choose from {sorted(CONFIGS)}", file=sys.stderr)
-            return 2
+    for cfg in configs:
         spec = CONFIGS[cfg]
         for threads in [int(t) for t in args.threads.split(",")]:
             ms = measure(spec, threads, args.seconds, args.rounds)
@@ -132,10 +135,6 @@ def main(argv=None):
                                        for (n, k, M, K, N, _, _, c), tn, tt in
                                        zip(products(spec), ms["numpy"], ms["torch"])]))
     if args.json:
-        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        from minichinchilla.atomic import write_text_atomically
-        from minichinchilla.bench import environment
-
         write_text_atomically(args.json, json.dumps(dict(environment=environment(), rows=rows), indent=1) + "\n")
     return 0
 

@@ -103,13 +103,17 @@ class TransformerLM(Module):
         """The final normalised hidden states h_t, shape (B, T, C) — what heads read."""
         idx = idx.data if isinstance(idx, Tensor) else idx
         self._check_idx(idx)
-        T = idx.shape[1]
-        x = self.tok_emb(idx)  # (B, T, C)
-        if self.pos_emb is not None:
-            x = x + self.pos_emb[:T]  # (B, T, C) + (T, C)
+        x = self._embed(idx)  # (B, T, C)
         for block in self.blocks:
             x = block(x, key_padding_mask=key_padding_mask)  # (B, T, C)
         return self.norm_f(x)  # (B, T, C)
+
+    def _embed(self, idx, start=0):
+        """Token embeddings plus learned positions start .. start+T-1 (none with RoPE): (B, T, C)."""
+        x = self.tok_emb(idx)  # (B, T, C)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb[start:start + idx.shape[1]]  # (B, T, C) + (T, C)
+        return x
 
     def logits_from_hidden(self, h):
         if self.lm_head is not None:
@@ -133,12 +137,9 @@ class TransformerLM(Module):
         Runs the same forward as `hidden_states`, without building a graph."""
         idx = idx.data if isinstance(idx, Tensor) else idx
         self._check_idx(idx)
-        T = idx.shape[1]
         maps = []
         with no_grad():
-            x = self.tok_emb(idx)  # (B, T, C)
-            if self.pos_emb is not None:
-                x = x + self.pos_emb[:T]
+            x = self._embed(idx)  # (B, T, C)
             for block in self.blocks:
                 maps.append(block.attn.weights(block.norm1(x), key_padding_mask))  # (B, NH, T, T)
                 x = block(x, key_padding_mask=key_padding_mask)  # (B, T, C)
@@ -161,10 +162,7 @@ class TransformerLM(Module):
     # ---- generation ------------------------------------------------------------------
     def _step(self, idx, caches, start):
         """Run new tokens through the stack with per-block KV caches; logits of the last token."""
-        T = idx.shape[1]
-        x = self.tok_emb(idx)  # (B, T_new, C)
-        if self.pos_emb is not None:
-            x = x + self.pos_emb[start:start + T]
+        x = self._embed(idx, start)  # (B, T_new, C) at positions start .. start+T_new-1
         for i, block in enumerate(self.blocks):
             x, caches[i] = block.step(x, caches[i])
         return self.logits_from_hidden(self.norm_f(x)).data[:, -1, :]  # (B, V)
