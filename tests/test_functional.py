@@ -82,6 +82,10 @@ def test_embedding_unused_rows_are_zero_and_dtype_kept(rng):
 @pytest.mark.parametrize("shape,axis", [((3, 5), -1), ((2, 3, 4), 1), ((4, 3), 0), ((1, 1), -1), ((2, 2, 1, 6), -1)])
 def test_softmax_gradcheck(rng, shape, axis):
     x = rng.standard_normal(shape) * 3
+    if shape[axis] == 1:  # softmax over one entry is the constant 1: its true gradient is zero
+        res = gradcheck(F.softmax_forward, [x], F.softmax_backward, names=["x"], kwargs=dict(axis=axis))
+        assert res.ok is None and "uninformative" in str(res)
+        return
     check(F.softmax_forward, [x], F.softmax_backward, ["x"], axis=axis)
 
 
