@@ -105,12 +105,12 @@ def functional_step(model, idx, targets):
     caches = []
     for blk in model.blocks:
         h, c1 = F.layernorm_forward(x, blk.norm1.weight.data, blk.norm1.bias.data)
-        a, c2 = F.attention_forward(h, blk.attn.qkv.data, blk.attn.qkv_bias.data, blk.attn.proj.data,
-                                    blk.attn.proj_bias.data, c.n_heads)
+        a, c2 = F.attention_forward(h, blk.attn.qkv_weight.data, blk.attn.qkv_bias.data,
+                                    blk.attn.proj_weight.data, blk.attn.proj_bias.data, c.n_heads)
         x = x + a  # (B, T, C)
         h, c3 = F.layernorm_forward(x, blk.norm2.weight.data, blk.norm2.bias.data)
-        f, c4 = F.ffn_forward(h, blk.ffn.w1.data, blk.ffn.b1.data, blk.ffn.w2.data, blk.ffn.b2.data,
-                              activation=c.activation)
+        f, c4 = F.ffn_forward(h, blk.ffn.up_weight.data, blk.ffn.up_bias.data,
+                              blk.ffn.down_weight.data, blk.ffn.down_bias.data, activation=c.activation)
         x = x + f  # (B, T, C)
         caches.append((c1, c2, c3, c4))
     h, c_f = F.layernorm_forward(x, model.norm_f.weight.data, model.norm_f.bias.data)
@@ -121,10 +121,13 @@ def functional_step(model, idx, targets):
     dh, dET, _ = F.linear_backward(dlogits, c_out)  # (B, T, C), (C, V)
     dx, model.norm_f.weight.grad, model.norm_f.bias.grad = F.layernorm_backward(dh, c_f)
     for blk, (c1, c2, c3, c4) in zip(reversed(model.blocks), reversed(caches)):
-        dh, blk.ffn.w1.grad, blk.ffn.b1.grad, blk.ffn.w2.grad, blk.ffn.b2.grad = F.ffn_backward(dx, c4)
+        ffn = blk.ffn
+        dh, ffn.up_weight.grad, ffn.up_bias.grad, ffn.down_weight.grad, ffn.down_bias.grad = \
+            F.ffn_backward(dx, c4)
         dh, blk.norm2.weight.grad, blk.norm2.bias.grad = F.layernorm_backward(dh, c3)
         dx = dx + dh  # the residual: both paths' gradients add (chapters/04-ffn-norm-residual.md, eq. 4.11)
-        dh, blk.attn.qkv.grad, blk.attn.qkv_bias.grad, blk.attn.proj.grad, blk.attn.proj_bias.grad = \
+        attn = blk.attn
+        dh, attn.qkv_weight.grad, attn.qkv_bias.grad, attn.proj_weight.grad, attn.proj_bias.grad = \
             F.attention_backward(dx, c2)
         dh, blk.norm1.weight.grad, blk.norm1.bias.grad = F.layernorm_backward(dh, c1)
         dx = dx + dh

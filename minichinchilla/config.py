@@ -27,13 +27,14 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from .model import ModelConfig
+from .nn import FEED_FORWARDS
 
 DEFAULT_MAX_STEPS = 500  # used when neither max_steps nor token_budget is given
 
 CHOICES = {
     "tokenizer": ("bpe", "char", "word"),
     "norm": ("layernorm", "rmsnorm"),
-    "activation": ("gelu", "relu"),
+    "activation": tuple(FEED_FORWARDS),
     "pos_encoding": ("learned", "rope"),
     "backend": ("numpy", "cupy", "auto"),
 }

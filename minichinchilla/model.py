@@ -1,13 +1,16 @@
 """The decoder-only language model (chapters/05-transformer.md).
 
 Chinchilla, like Gopher, is a decoder-only autoregressive transformer — not the
-encoder-decoder the source article describes. The model is
+encoder-decoder the source article describes. For token ids x_1 .. x_T (`idx`, one row) the
+model is
 
-    x_0   = E[idx] + P[0:T]                              (eq. 5.1)
-    x_l   = Block_l(x_{l-1}),  l = 1..L                   (eq. 5.2)
-    logits = Norm(x_L) E^T        (tied embeddings)       (eq. 5.3)
+    X_0 = E[x_1..x_T] + P[0:T]                           (eq. 5.1)   (T, C)
+    X_l = Block_l(X_{l-1}),  l = 1..L                     (eq. 5.2)   (T, C)
+    Z   = Norm(X_L) E^T        (tied embeddings)          (eq. 5.3)   (T, V)
 
-so p(x_t | x_<t) = softmax(e(x)^T h_t), the pretraining objective of
+with E the (V, C) token embedding, whose row e(v) = E[v] belongs to token v. Row t of Z scores
+every possible next token: p(x_{t+1} = v | x_1..x_t) = softmax(Z[t])_v, which is
+exp(e(v)^T h_t) / sum_u exp(e(u)^T h_t) with h_t = Norm(X_L)[t] — the pretraining objective of
 chapters/02-softmax-cross-entropy.md, eq. 2.8.
 """
 from __future__ import annotations
@@ -18,15 +21,22 @@ import numpy as np
 
 from . import tensor as ops
 from .backend import asarray, to_numpy
-from .nn import Block, Embedding, Linear, Module, Parameter, init_normal, make_norm
+from .nn import (FEED_FORWARDS, INIT_STD, ROPE_BASE, Block, Embedding, Linear, Module, Parameter,
+                 init_normal, make_norm)
 from .tensor import Tensor, no_grad
 
-ROPE_BASE = 10000.0
+__all__ = ["ModelConfig", "TransformerLM", "ROPE_BASE", "sample_next"]
 
 
 @dataclass
 class ModelConfig:
-    """The shape of a TransformerLM. `d_ff` defaults to 4·d_model."""
+    """The shape of a TransformerLM; `Block` and `TransformerLM` read everything from it.
+
+    `seq_len` is the model's context: the most tokens it reads at once (the learned position
+    table has `seq_len` rows). `activation` names the feed-forward variant, one of
+    `minichinchilla.nn.FEED_FORWARDS`: "gelu" (GPT-2) or "relu" (the source article). `d_ff`,
+    the hidden width F, defaults to 4·d_model.
+    """
 
     vocab_size: int
     seq_len: int
@@ -35,7 +45,7 @@ class ModelConfig:
     n_heads: int
     d_ff: int | None = None
     norm: str = "layernorm"  # or "rmsnorm" (Gopher and Chinchilla used RMSNorm)
-    activation: str = "gelu"  # or "relu" (the source article's FFN)
+    activation: str = "gelu"  # a key of nn.FEED_FORWARDS: "gelu" or "relu"
     tie_embeddings: bool = True
     pos_encoding: str = "learned"  # or "rope"
     dtype: str = "float32"  # "float64" for gradient checks
@@ -48,16 +58,17 @@ class ModelConfig:
         if self.d_model % self.n_heads:
             raise ValueError(f"ModelConfig: d_model ({self.d_model}) must be divisible by "
                              f"n_heads ({self.n_heads})")
+        if self.activation not in FEED_FORWARDS:
+            raise ValueError(f"ModelConfig.activation must be one of {list(FEED_FORWARDS)}, "
+                             f"got {self.activation!r}")
         if self.d_ff is None:
-            self.d_ff = 4 * self.d_model
+            self.d_ff = FEED_FORWARDS[self.activation].default_d_ff(self.d_model)
         if self.pos_encoding not in ("learned", "rope"):
             raise ValueError(f"ModelConfig.pos_encoding must be 'learned' or 'rope', got {self.pos_encoding!r}")
         if self.pos_encoding == "rope" and (self.d_model // self.n_heads) % 2:
             raise ValueError("ModelConfig: RoPE needs an even head size (d_model / n_heads)")
         if self.norm not in ("layernorm", "rmsnorm"):
             raise ValueError(f"ModelConfig.norm must be 'layernorm' or 'rmsnorm', got {self.norm!r}")
-        if self.activation not in ("gelu", "relu"):
-            raise ValueError(f"ModelConfig.activation must be 'gelu' or 'relu', got {self.activation!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"ModelConfig.dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
@@ -78,12 +89,10 @@ class TransformerLM(Module):
     def __init__(self, config: ModelConfig, seed: int = 0):
         self.config = c = config
         rng = np.random.default_rng(seed)
-        rope = ROPE_BASE if c.pos_encoding == "rope" else None
         self.tok_emb = Embedding(c.vocab_size, c.d_model, rng=rng, dtype=c.dtype)
-        self.pos_emb = (Parameter(init_normal(rng, (c.seq_len, c.d_model), 0.02, c.dtype))
+        self.pos_emb = (Parameter(init_normal(rng, (c.seq_len, c.d_model), INIT_STD, c.dtype))
                         if c.pos_encoding == "learned" else None)
-        self.blocks = [Block(c.d_model, c.n_heads, c.d_ff, c.norm, c.activation, c.n_layers,
-                             rope_base=rope, rng=rng, dtype=c.dtype) for _ in range(c.n_layers)]
+        self.blocks = [Block(c, rng=rng) for _ in range(c.n_layers)]
         self.norm_f = make_norm(c.norm, c.d_model, c.dtype)
         self.lm_head = None if c.tie_embeddings else Linear(c.d_model, c.vocab_size, bias=False,
                                                             rng=rng, dtype=c.dtype)

@@ -3,10 +3,18 @@
 A `Module` owns `Parameter`s and sub-modules as plain attributes; `named_parameters()` finds
 them by walking the attributes in the order they were set. Each layer's `forward` is one
 fused autograd node running a hand-derived pair from `minichinchilla.functional`.
+
+Parameter names follow one scheme, PyTorch's: a module with one matrix calls it `weight` (and
+its bias `bias`); a module with several names each by its role, `<role>_weight` / `<role>_bias`
+(as `torch.nn.MultiheadAttention` has `in_proj_weight`): attention's `qkv_*` and `proj_*`, the
+feed-forward's `up_*`, `down_*` (and SwiGLU's `gate_weight`). These are the checkpoint keys.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
 
 import numpy as np
 
@@ -20,6 +28,10 @@ class Parameter(Tensor):
 
     def __init__(self, data, dtype=None, name=None):
         super().__init__(data, requires_grad=True, dtype=dtype, name=name)
+
+
+INIT_STD = 0.02  # GPT-2's initial weight std (chapters/05-transformer.md, eq. 5.7)
+ROPE_BASE = 10000.0  # the base of RoPE's rotation frequencies (chapters/05-transformer.md, eq. 5.4)
 
 
 def init_normal(rng, shape, std, dtype):
@@ -109,7 +121,7 @@ class Module:
 class Linear(Module):
     """y = x W + b with W of shape (d_in, d_out) — the XW convention of the source article."""
 
-    def __init__(self, d_in, d_out, bias=True, std=0.02, rng=None, dtype="float32"):
+    def __init__(self, d_in, d_out, bias=True, std=INIT_STD, rng=None, dtype="float32"):
         rng = rng or np.random.default_rng(0)
         self.weight = Parameter(init_normal(rng, (d_in, d_out), std, dtype))
         self.bias = Parameter(get_backend().zeros(d_out, dtype=dtype)) if bias else None
@@ -119,7 +131,7 @@ class Linear(Module):
 
 
 class Embedding(Module):
-    def __init__(self, num_embeddings, dim, std=0.02, rng=None, dtype="float32"):
+    def __init__(self, num_embeddings, dim, std=INIT_STD, rng=None, dtype="float32"):
         rng = rng or np.random.default_rng(0)
         self.weight = Parameter(init_normal(rng, (num_embeddings, dim), std, dtype))
 
@@ -148,23 +160,24 @@ class RMSNorm(Module):
 
 
 class MultiHeadAttention(Module):
-    """Causal multi-head self-attention with a fused QKV projection (chapters/03-attention.md)."""
+    """Causal multi-head self-attention with a fused QKV projection (chapters/03-attention.md):
+    `qkv_weight` is W_qkv (C, 3C) of eq. 3.1, `proj_weight` is W_o (C, C) of eq. 3.6."""
 
-    def __init__(self, d_model, n_heads, causal=True, rope_base=None, out_std=0.02, rng=None,
+    def __init__(self, d_model, n_heads, causal=True, rope_base=None, out_std=INIT_STD, rng=None,
                  dtype="float32"):
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         rng = rng or np.random.default_rng(0)
         xp = get_backend()
         self.n_heads, self.causal, self.rope_base = n_heads, causal, rope_base
-        self.qkv = Parameter(init_normal(rng, (d_model, 3 * d_model), 0.02, dtype))
+        self.qkv_weight = Parameter(init_normal(rng, (d_model, 3 * d_model), INIT_STD, dtype))
         self.qkv_bias = Parameter(xp.zeros(3 * d_model, dtype=dtype))
-        self.proj = Parameter(init_normal(rng, (d_model, d_model), out_std, dtype))
+        self.proj_weight = Parameter(init_normal(rng, (d_model, d_model), out_std, dtype))
         self.proj_bias = Parameter(xp.zeros(d_model, dtype=dtype))
 
     def forward(self, x, key_padding_mask=None):
-        return ops.attention(x, self.qkv, self.qkv_bias, self.proj, self.proj_bias, self.n_heads,
-                             causal=self.causal, key_padding_mask=key_padding_mask,
+        return ops.attention(x, self.qkv_weight, self.qkv_bias, self.proj_weight, self.proj_bias,
+                             self.n_heads, causal=self.causal, key_padding_mask=key_padding_mask,
                              rope_base=self.rope_base)
 
     def weights(self, x, key_padding_mask=None):
@@ -172,35 +185,59 @@ class MultiHeadAttention(Module):
         from .functional import attention_weights
 
         x = x.data if isinstance(x, Tensor) else x
-        return attention_weights(x, self.qkv.data, self.qkv_bias.data, self.n_heads, causal=self.causal,
-                                 key_padding_mask=key_padding_mask, rope_base=self.rope_base)
+        return attention_weights(x, self.qkv_weight.data, self.qkv_bias.data, self.n_heads,
+                                 causal=self.causal, key_padding_mask=key_padding_mask,
+                                 rope_base=self.rope_base)
 
     def step(self, x, kv_cache=None):
         """Inference on new tokens only, reusing cached keys/values (chapters/05-transformer.md, eq. 5.8)."""
         from .functional import attention_step
 
-        out, kv_cache = attention_step(x.data, self.qkv.data, self.qkv_bias.data, self.proj.data,
-                                       self.proj_bias.data, self.n_heads, kv_cache=kv_cache,
-                                       rope_base=self.rope_base)
+        out, kv_cache = attention_step(x.data, self.qkv_weight.data, self.qkv_bias.data,
+                                       self.proj_weight.data, self.proj_bias.data, self.n_heads,
+                                       kv_cache=kv_cache, rope_base=self.rope_base)
         return Tensor(out), kv_cache
 
 
 class FeedForward(Module):
-    """FFN(x) = act(x W1 + b1) W2 + b2 (chapters/04-ffn-norm-residual.md, eq. 4.4)."""
+    """FFN(x) = act(x W1 + b1) W2 + b2 (chapters/04-ffn-norm-residual.md, eq. 4.4), with
+    `up_weight` = W1 (C, F) and `down_weight` = W2 (F, C); act is "gelu" or "relu"."""
 
-    def __init__(self, d_model, d_ff, activation="gelu", out_std=0.02, rng=None, dtype="float32"):
-        if activation not in ("gelu", "relu"):
-            raise ValueError(f"activation must be 'gelu' or 'relu', got {activation!r}")
+    def __init__(self, d_model, d_ff, activation="gelu", out_std=INIT_STD, rng=None,
+                 dtype="float32"):
         rng = rng or np.random.default_rng(0)
         xp = get_backend()
         self.activation = activation
-        self.w1 = Parameter(init_normal(rng, (d_model, d_ff), 0.02, dtype))
-        self.b1 = Parameter(xp.zeros(d_ff, dtype=dtype))
-        self.w2 = Parameter(init_normal(rng, (d_ff, d_model), out_std, dtype))
-        self.b2 = Parameter(xp.zeros(d_model, dtype=dtype))
+        self.up_weight = Parameter(init_normal(rng, (d_model, d_ff), INIT_STD, dtype))
+        self.up_bias = Parameter(xp.zeros(d_ff, dtype=dtype))
+        self.down_weight = Parameter(init_normal(rng, (d_ff, d_model), out_std, dtype))
+        self.down_bias = Parameter(xp.zeros(d_model, dtype=dtype))
 
     def forward(self, x):
-        return ops.ffn(x, self.w1, self.b1, self.w2, self.b2, activation=self.activation)
+        return ops.ffn(x, self.up_weight, self.up_bias, self.down_weight, self.down_bias,
+                       activation=self.activation)
+
+
+@dataclass(frozen=True)
+class FeedForwardKind:
+    """A feed-forward variant that `ModelConfig(activation=...)` can name.
+
+    `module(d_model, d_ff, out_std=, rng=, dtype=)` builds it; `default_d_ff(d_model)` is its
+    hidden width F when the config gives none; `n_matrices` weight matrices of C·F entries and,
+    if `bias`, F + C bias entries are what the parameter and FLOP counts
+    (`minichinchilla/scaling/flops.py`) read. Adding a variant is one entry in FEED_FORWARDS.
+    """
+
+    module: Callable
+    default_d_ff: Callable[[int], int]
+    n_matrices: int
+    bias: bool
+
+
+FEED_FORWARDS = {
+    "gelu": FeedForwardKind(partial(FeedForward, activation="gelu"), lambda C: 4 * C, 2, True),
+    "relu": FeedForwardKind(partial(FeedForward, activation="relu"), lambda C: 4 * C, 2, True),
+}
 
 
 def make_norm(kind, dim, dtype="float32"):
@@ -218,19 +255,24 @@ class Block(Module):
 
     The source article writes X^(l) = FFN(MultiHead(X^(l-1))): no residual path, no norm.
     Real models add both; chapter 04's notebook shows what goes wrong without them.
+
+    Built from a `ModelConfig` (its d_model, n_heads, d_ff, n_layers, norm, activation,
+    pos_encoding and dtype); the feed-forward is the config's entry in `FEED_FORWARDS`.
     """
 
-    def __init__(self, d_model, n_heads, d_ff, norm="layernorm", activation="gelu", n_layers=1,
-                 rope_base=None, rng=None, dtype="float32"):
+    def __init__(self, config, rng=None):
+        c = config  # a ModelConfig: d_model, n_heads, d_ff, n_layers, norm, activation, ...
         rng = rng or np.random.default_rng(0)
         # GPT-2: the two projections that write into the residual stream get a smaller init,
         # so the stream's variance does not grow with depth (chapters/05-transformer.md, eq. 5.7).
-        out_std = 0.02 / math.sqrt(2 * n_layers)
-        self.norm1 = make_norm(norm, d_model, dtype)
-        self.attn = MultiHeadAttention(d_model, n_heads, rope_base=rope_base, out_std=out_std,
-                                       rng=rng, dtype=dtype)
-        self.norm2 = make_norm(norm, d_model, dtype)
-        self.ffn = FeedForward(d_model, d_ff, activation, out_std=out_std, rng=rng, dtype=dtype)
+        out_std = INIT_STD / math.sqrt(2 * c.n_layers)
+        rope_base = ROPE_BASE if c.pos_encoding == "rope" else None
+        self.norm1 = make_norm(c.norm, c.d_model, c.dtype)
+        self.attn = MultiHeadAttention(c.d_model, c.n_heads, rope_base=rope_base, out_std=out_std,
+                                       rng=rng, dtype=c.dtype)
+        self.norm2 = make_norm(c.norm, c.d_model, c.dtype)
+        self.ffn = FEED_FORWARDS[c.activation].module(c.d_model, c.d_ff, out_std=out_std, rng=rng,
+                                                      dtype=c.dtype)
 
     def forward(self, x, key_padding_mask=None):
         x = x + self.attn(self.norm1(x), key_padding_mask=key_padding_mask)  # (B, T, C)

@@ -34,19 +34,24 @@ def torch_model_from(model, device="cpu"):
                     return F.layer_norm(x, (C,), P[prefix + ".weight"], P[prefix + ".bias"], eps=1e-5)
                 return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-6) * P[prefix + ".weight"]
 
-            act = (lambda h: F.gelu(h, approximate="tanh")) if cfg.activation == "gelu" else F.relu
+            def ffn(h, prefix):  # h (B*T, C) -> (B*T, C)
+                if cfg.activation == "relu":
+                    a = F.relu(torch.addmm(P[prefix + "up_bias"], h, P[prefix + "up_weight"]))
+                else:
+                    a = F.gelu(torch.addmm(P[prefix + "up_bias"], h, P[prefix + "up_weight"]), approximate="tanh")
+                return torch.addmm(P[prefix + "down_bias"], a, P[prefix + "down_weight"])
+
             x = P["tok_emb.weight"][idx] + P["pos_emb"][:T]
             for i in range(cfg.n_layers):
                 pre = f"blocks.{i}."
                 qkv = torch.addmm(P[pre + "attn.qkv_bias"], norm(x, pre + "norm1").reshape(B * T, C),
-                                  P[pre + "attn.qkv"])
+                                  P[pre + "attn.qkv_weight"])
                 q, k, v = (t.reshape(B, T, NH, hs).transpose(1, 2) for t in qkv.split(C, dim=-1))
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
                 y = torch.addmm(P[pre + "attn.proj_bias"], y.transpose(1, 2).reshape(B * T, C),
-                                P[pre + "attn.proj"])
+                                P[pre + "attn.proj_weight"])
                 x = x + y.reshape(B, T, C)
-                h = act(torch.addmm(P[pre + "ffn.b1"], norm(x, pre + "norm2").reshape(B * T, C), P[pre + "ffn.w1"]))
-                x = x + torch.addmm(P[pre + "ffn.b2"], h, P[pre + "ffn.w2"]).reshape(B, T, C)
+                x = x + ffn(norm(x, pre + "norm2").reshape(B * T, C), pre + "ffn.").reshape(B, T, C)
             logits = norm(x, "norm_f") @ P["tok_emb.weight"].T
             loss = None
             if targets is not None:

@@ -161,7 +161,7 @@ def test_head_gradients_match_finite_differences(kind, pooling, rng):
     loss = loss_fn()
     model.zero_grad()
     loss.backward()
-    checked = [head.proj.weight, head.proj.bias, body.blocks[0].attn.qkv, body.tok_emb.weight]
+    checked = [head.proj.weight, head.proj.bias, body.blocks[0].attn.qkv_weight, body.tok_emb.weight]
     for p in checked:
         analytic = p.grad.copy()
 

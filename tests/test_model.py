@@ -112,13 +112,13 @@ def test_state_dict_round_trip_and_all_or_nothing():
         np.testing.assert_array_equal(p.data, q.data)
     before = {n: p.data.copy() for n, p in b.named_parameters()}
     bad = TransformerLM(tiny(), seed=2).state_dict()
-    bad["blocks.0.attn.qkv"] = bad["blocks.0.attn.qkv"][:, :5]
+    bad["blocks.0.attn.qkv_weight"] = bad["blocks.0.attn.qkv_weight"][:, :5]
     del bad["norm_f.bias"]
     bad["extra.weight"] = np.zeros(3)
     with pytest.raises(ValueError) as e:
         b.load_state_dict(bad)
     msg = str(e.value)
-    assert "missing keys: norm_f.bias" in msg and "extra.weight" in msg and "blocks.0.attn.qkv" in msg
+    assert "missing keys: norm_f.bias" in msg and "extra.weight" in msg and "blocks.0.attn.qkv_weight" in msg
     for n, p in b.named_parameters():  # nothing was loaded
         np.testing.assert_array_equal(p.data, before[n])
 
@@ -156,7 +156,47 @@ def test_attention_maps_are_the_layers_weights(pos):
     x = model.tok_emb.weight.data[idx] + (model.pos_emb.data[:5] if model.pos_emb is not None else 0)
     h = model.blocks[0].norm1(x).data
     a = model.blocks[0].attn
-    expected = attention_weights(h, a.qkv.data, a.qkv_bias.data, 2, rope_base=a.rope_base)
+    expected = attention_weights(h, a.qkv_weight.data, a.qkv_bias.data, 2, rope_base=a.rope_base)
     assert rel_error(maps[0], expected) < 1e-12
     # The second layer's map differs: it reads the first block's output.
     assert rel_error(maps[1], maps[0]) > 1e-3
+
+
+def test_block_is_built_from_the_config():
+    """A Block reads every shape from the ModelConfig; the model's blocks are exactly such Blocks."""
+    from minichinchilla.nn import Block, FeedForward
+
+    cfg = tiny(norm="rmsnorm", activation="relu", pos_encoding="rope", d_ff=12)
+    blk = Block(cfg, rng=np.random.default_rng(0))
+    assert isinstance(blk.ffn, FeedForward) and blk.ffn.activation == "relu"
+    assert blk.ffn.up_weight.shape == (8, 12) and blk.attn.n_heads == 2
+    assert blk.attn.rope_base is not None and blk.norm1.weight.dtype == np.float64
+    model = TransformerLM(cfg, seed=0)
+    fresh = Block(cfg, rng=np.random.default_rng(0))
+    for (n, p), (m, q) in zip(fresh.named_parameters(), model.blocks[0].named_parameters()):
+        assert n == m and p.shape == q.shape
+
+
+def test_one_registry_of_feed_forwards():
+    """ModelConfig, Block and the training config all read the variants from nn.FEED_FORWARDS."""
+    from minichinchilla.config import CHOICES
+    from minichinchilla.nn import FEED_FORWARDS
+
+    assert CHOICES["activation"] == tuple(FEED_FORWARDS)
+    for name, kind in FEED_FORWARDS.items():
+        cfg = tiny(activation=name)
+        assert cfg.d_ff == kind.default_d_ff(cfg.d_model)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        tiny(activation="tanh")
+
+
+def test_parameter_names_follow_one_scheme():
+    """`weight`/`bias` in a one-matrix module, `<role>_weight`/`<role>_bias` in a module with several."""
+    import re
+
+    for kw in ({}, dict(norm="rmsnorm", tie_embeddings=False, pos_encoding="rope")):
+        for name, _ in TransformerLM(tiny(**kw)).named_parameters():
+            assert name == "pos_emb" or re.fullmatch(r".*\.([a-z]+_)?(weight|bias)", name), name
+    names = dict(TransformerLM(tiny()).named_parameters())
+    assert {"blocks.0.attn.qkv_weight", "blocks.0.attn.proj_bias", "blocks.1.ffn.up_weight",
+            "blocks.1.ffn.down_bias"} <= set(names)

