@@ -150,7 +150,7 @@ def _is_differentiable(a):
     return a is not None and hasattr(a, "dtype") and a.dtype.kind == "f"
 
 
-def _warn_if_not_float64(inputs, names, out) -> bool:
+def _warn_if_not_float64(inputs, names, out, h) -> bool:
     """Warn (GradcheckPrecisionWarning) when a check cannot be trusted; True when it warned."""
     low = [f"{names[i]} ({a.dtype})" for i, a in enumerate(inputs)
            if _is_differentiable(a) and a.dtype != np.float64]
@@ -161,8 +161,9 @@ def _warn_if_not_float64(inputs, names, out) -> bool:
         dtype = np.dtype(getattr(out, "dtype", np.float32))
         eps = float(np.finfo(dtype).eps) if dtype.kind == "f" else float(np.finfo(np.float32).eps)
         warnings.warn(
-            f"gradcheck: {', '.join(low)} is not float64. A centred difference with h = 1e-5 carries "
-            f"round-off of about eps/h = {eps / 1e-5:.0e} relative in {dtype}, the size of a real bug, "
+            f"gradcheck: {', '.join(low)} {'is' if len(low) == 1 else 'are'} not float64. A centred "
+            f"difference with h = {h:g} carries round-off of about eps/h = {eps / h:.0e} relative in "
+            f"{dtype}, the size of a real bug, "
             "so a correct backward may FAIL and a broken one may look fine. Check in float64: "
             "x.astype(np.float64) for every input (chapters/01-autograd.md, section 6).",
             GradcheckPrecisionWarning, stacklevel=3)
@@ -263,7 +264,7 @@ def gradcheck(forward, inputs, backward=None, *, names=None, kwargs=None, dout=N
                 return forward(*args, **kwargs).data
             return f
 
-    low_precision = _warn_if_not_float64(inputs, names, out_data)
+    low_precision = _warn_if_not_float64(inputs, names, out_data, h)
     result = GradcheckResult(tol=tol, noise=finite_difference_noise(out_data, dout, h),
                              low_precision=low_precision)
     for i in slots:
