@@ -188,6 +188,17 @@ def train_period_model(steps=150):
     return model, losses
 
 
+def period_rule_mass(P, period=4):
+    """Mean weight, over queries t >= period, on the keys that hold the next token (t - 3, t - 7, ...).
+
+    P: (T, T) one head's attention weights on a period-4 sequence.
+    """
+    T = P.shape[-1]
+    t, s = np.arange(T)[:, None], np.arange(T)[None, :]
+    fetch = (s < t) & ((t - s) % period == period - 1)  # (T, T) the copies of the next token
+    return float((P * fetch).sum(-1)[period:].mean())
+
+
 def attention_maps_03():
     """Every head of a trained model on one sequence (TransformerLM.attention_maps)."""
     model, losses = train_period_model()
