@@ -20,16 +20,20 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import tomllib
 import types
 import typing
-from dataclasses import asdict, dataclass, fields
+import warnings
+from dataclasses import InitVar, asdict, dataclass, field, fields
 from pathlib import Path
 
 from .model import ModelConfig
 from .nn import FEED_FORWARDS
 
 DEFAULT_MAX_STEPS = 500  # used when neither max_steps nor token_budget is given
+DEFAULT_SEQ_LEN = 128
+CONTEXT_LEN_DEPRECATED = "context_len / --context-len is deprecated: it is an alias of seq_len / --seq-len"
 
 CHOICES = {
     "tokenizer": ("bpe", "char", "word"),
@@ -40,48 +44,64 @@ CHOICES = {
 }
 
 
+def _field(default, help: str = ""):
+    """A config field with its help text (the --flag's help), written once, here."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     """One pretraining run. The defaults train a ~1M-parameter model on the built-in corpus
-    in about two to three minutes on two CPU cores (`python -m minichinchilla train`)."""
+    (`python -m minichinchilla train`; README, Quickstart, for the time it takes)."""
 
     # ---- data and tokenizer ----
-    data: str | None = None  # a UTF-8 .txt file or a folder of them; None = the built-in corpus
-    val_fraction: float = 0.1  # share of documents held out for validation
-    tokenizer: str = "bpe"  # "bpe" (byte-level BPE), "char" or "word"
-    vocab_size: int = 1024  # BPE: total size; char/word: the largest vocabulary kept
+    data: str | None = _field(None, "a UTF-8 .txt file or a folder of them; omit for the built-in corpus")
+    val_fraction: float = _field(0.1, "share of documents held out for validation")
+    tokenizer: str = _field("bpe", "byte-level BPE, characters or words")
+    vocab_size: int = _field(1024, "BPE: total vocabulary; char/word: largest vocabulary kept")
     # ---- model shape (see ModelConfig) ----
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int | None = None  # None = 4 * d_model
-    context_len: int | None = None  # the model's maximum context; None = seq_len
-    norm: str = "layernorm"
-    activation: str = "gelu"
-    pos_encoding: str = "learned"
-    tie_embeddings: bool = True
+    d_model: int = _field(128, "width of the residual stream")
+    n_layers: int = _field(4, "transformer blocks")
+    n_heads: int = _field(4, "attention heads (must divide d_model)")
+    d_ff: int | None = _field(None, "FFN width; none = 4 * d_model")
+    norm: str = _field("layernorm")
+    activation: str = _field("gelu")
+    pos_encoding: str = _field("learned")
+    tie_embeddings: bool = _field(True, "true/false: share the input embedding with the output layer")
     # ---- batches and horizon ----
-    batch_size: int = 16
-    seq_len: int = 128  # tokens per training row
-    max_steps: int | None = None  # the horizon: the cosine schedule ends exactly here
-    token_budget: int | None = None  # alternatively: horizon = ceil(token_budget / (batch_size*seq_len))
+    batch_size: int = _field(16, "rows per batch")
+    seq_len: int = _field(DEFAULT_SEQ_LEN, "the model's context: tokens per training row (and the longest sample "
+                               "context)")
+    max_steps: int | None = _field(None, "the run's horizon: the cosine schedule ends exactly here "
+                                         f"(default {DEFAULT_MAX_STEPS} when token_budget is not given)")
+    token_budget: int | None = _field(None, "alternative horizon: ceil(token_budget / (batch_size * "
+                                            "seq_len)) steps")
     # ---- optimiser and schedule ----
-    lr: float = 3e-3  # peak learning rate
-    min_lr_ratio: float = 0.1  # cosine decays to min_lr_ratio * lr (Chinchilla: 10x decay)
-    warmup_steps: int = 30  # linear warm-up; capped at half the horizon in short runs
-    weight_decay: float = 0.1  # on matrices only; norms and biases are not decayed
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0  # global gradient-norm clip; 0 = off
+    lr: float = _field(3e-3, "peak learning rate")
+    min_lr_ratio: float = _field(0.1, "the cosine decays to this fraction of lr (Chinchilla: 10x decay)")
+    warmup_steps: int = _field(30, "linear warm-up (capped at half the run)")
+    weight_decay: float = _field(0.1, "AdamW decay on matrices (not on norms and biases)")
+    beta1: float = _field(0.9, "AdamW's first-moment decay")
+    beta2: float = _field(0.95, "AdamW's second-moment decay")
+    grad_clip: float = _field(1.0, "clip the global gradient norm to this; 0 = off")
     # ---- evaluation, sampling, reproducibility ----
-    eval_interval: int = 100  # evaluate (and checkpoint) every this many steps, and at the end
-    eval_batches: int = 8  # batches per loss estimate; 0 = the whole validation split
-    seed: int = 0  # model initialisation, data order, final sample
-    backend: str = "numpy"  # "numpy", "cupy" or "auto"
-    sample_tokens: int = 200  # length of the sample printed at the end (0 = none)
-    sample_prompt: str = ""  # its prompt ("" = start a new document)
+    eval_interval: int = _field(100, "evaluate and checkpoint every N steps (and at 0 and the end)")
+    eval_batches: int = _field(8, "batches per loss estimate; 0 = the whole validation split")
+    seed: int = _field(0, "model initialisation, data order and the final sample")
+    backend: str = _field("numpy", "array library: NumPy, CuPy (a CUDA GPU) or whichever is available")
+    sample_tokens: int = _field(200, "length of the sample printed at the end; 0 = none")
+    sample_prompt: str = _field("", "prompt of that sample; empty = a new document")
+    # Deprecated alias of seq_len (it once meant a model context longer than the training rows).
+    context_len: InitVar[int | None] = None
 
-    def __post_init__(self):
+    def __post_init__(self, context_len=None):
+        if context_len is not None:
+            context_len = _check_type("context_len", context_len, int)
+            warnings.warn(CONTEXT_LEN_DEPRECATED, FutureWarning, stacklevel=3)
+            if self.seq_len not in (context_len, DEFAULT_SEQ_LEN):
+                raise ValueError(f"context_len ({context_len}) is a deprecated alias of seq_len "
+                                 f"({self.seq_len}); give seq_len only")
+            self.seq_len = context_len
         self.validate()
 
     # ---- checks ----------------------------------------------------------------------
@@ -92,32 +112,29 @@ class TrainConfig:
             setattr(self, f.name, _check_type(f.name, getattr(self, f.name), hints[f.name]))
         for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
-                raise ValueError(f"config key {key!r} must be one of {allowed}, got {getattr(self, key)!r}")
+                raise ValueError(f"config key {_flagged(key)} must be one of {allowed}, got {getattr(self, key)!r}")
         for key in ("vocab_size", "d_model", "n_layers", "n_heads", "batch_size", "seq_len",
-                    "eval_interval", "d_ff", "context_len", "max_steps", "token_budget"):
+                    "eval_interval", "d_ff", "max_steps", "token_budget"):
             value = getattr(self, key)
             if value is not None and value < 1:
-                raise ValueError(f"config key {key!r} must be a positive integer, got {value}")
-        for key in ("warmup_steps", "eval_batches", "sample_tokens"):
+                raise ValueError(f"config key {_flagged(key)} must be a positive integer, got {value}")
+        for key in ("warmup_steps", "eval_batches", "sample_tokens", "seed"):
             if getattr(self, key) < 0:
-                raise ValueError(f"config key {key!r} must be >= 0, got {getattr(self, key)}")
+                raise ValueError(f"config key {_flagged(key)} must be >= 0, got {getattr(self, key)}")
         if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ValueError(f"config key 'lr' must be a positive number, got {self.lr}")
+            raise ValueError(f"config key {_flagged('lr')} must be a positive number, got {self.lr}")
         for key in ("weight_decay", "grad_clip"):
             if not getattr(self, key) >= 0:
-                raise ValueError(f"config key {key!r} must be >= 0, got {getattr(self, key)}")
+                raise ValueError(f"config key {_flagged(key)} must be >= 0, got {getattr(self, key)}")
         if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"config key 'min_lr_ratio' must be in [0, 1], got {self.min_lr_ratio}")
+            raise ValueError(f"config key {_flagged('min_lr_ratio')} must be in [0, 1], got {self.min_lr_ratio}")
         for key in ("beta1", "beta2"):
             if not 0 <= getattr(self, key) < 1:
-                raise ValueError(f"config key {key!r} must be in [0, 1), got {getattr(self, key)}")
+                raise ValueError(f"config key {_flagged(key)} must be in [0, 1), got {getattr(self, key)}")
         if not 0 < self.val_fraction < 1:
-            raise ValueError(f"config key 'val_fraction' must be in (0, 1), got {self.val_fraction}")
+            raise ValueError(f"config key {_flagged('val_fraction')} must be in (0, 1), got {self.val_fraction}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        if self.context_len is not None and self.seq_len > self.context_len:
-            raise ValueError(f"seq_len ({self.seq_len}) is larger than the model context "
-                             f"context_len ({self.context_len}); lower --seq-len or raise --context-len")
         if self.data is not None and not self.data.strip():
             raise ValueError("config key 'data' is an empty path (leave it out for the built-in corpus)")
         if self.max_steps is not None and self.token_budget is not None:
@@ -149,7 +166,7 @@ class TrainConfig:
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         """The model shape; the vocabulary size comes from the trained tokenizer."""
-        return ModelConfig(vocab_size=vocab_size, seq_len=self.context_len or self.seq_len,
+        return ModelConfig(vocab_size=vocab_size, seq_len=self.seq_len,
                            d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
                            d_ff=self.d_ff, norm=self.norm, activation=self.activation,
                            tie_embeddings=self.tie_embeddings, pos_encoding=self.pos_encoding)
@@ -163,12 +180,17 @@ class TrainConfig:
         """Build from a dict; unknown keys are an error naming them and `source`."""
         if not isinstance(data, dict):
             raise TypeError(f"{source} must be a table of key = value pairs, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} | {"context_len"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
                              f"known keys: {', '.join(sorted(known))}")
         return cls(**data)
+
+
+def _flagged(key: str) -> str:
+    """``'seed' (--seed)``: a message names the config key and its command-line flag."""
+    return f"{key!r} (--{key.replace('_', '-')})"
 
 
 def _check_type(name, value, hint):
@@ -188,7 +210,7 @@ def _check_type(name, value, hint):
         if t is str and isinstance(value, str):
             return value
     wanted = " or ".join("null" if t is type(None) else t.__name__ for t in options)
-    raise TypeError(f"config key {name!r} must be {wanted}, got {type(value).__name__} {value!r}")
+    raise TypeError(f"config key {_flagged(name)} must be {wanted}, got {type(value).__name__} {value!r}")
 
 
 def read_config_file(path) -> dict:
@@ -221,27 +243,7 @@ def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
 
 
 _METAVARS = {"data": "PATH", "sample_prompt": "TEXT"}
-FIELD_HELP = {
-    "data": "a UTF-8 .txt file or a folder of them; omit for the built-in corpus",
-    "val_fraction": "share of documents held out for validation",
-    "vocab_size": "BPE: total vocabulary; char/word: largest vocabulary kept",
-    "d_ff": "FFN width; none = 4 * d_model",
-    "context_len": "the model's maximum context; none = seq_len",
-    "tie_embeddings": "true/false: share the input embedding with the output layer",
-    "seq_len": "tokens per training row",
-    "max_steps": "the run's horizon: the cosine schedule ends exactly here",
-    "token_budget": "alternative horizon: ceil(token_budget / (batch_size * seq_len)) steps",
-    "lr": "peak learning rate",
-    "min_lr_ratio": "the cosine decays to this fraction of lr",
-    "warmup_steps": "linear warm-up (capped at half the run)",
-    "weight_decay": "AdamW decay on matrices (not on norms and biases)",
-    "grad_clip": "clip the global gradient norm to this; 0 = off",
-    "eval_interval": "evaluate and checkpoint every N steps (and at 0 and the end)",
-    "eval_batches": "batches per loss estimate; 0 = the whole validation split",
-    "seed": "model initialisation, data order and the final sample",
-    "sample_tokens": "length of the sample printed at the end; 0 = none",
-    "sample_prompt": "prompt of that sample; empty = a new document",
-}
+FIELD_HELP = {f.name: f.metadata["help"] for f in fields(TrainConfig)}
 
 
 # ---- command-line flags, one per field --------------------------------------------------
@@ -282,8 +284,25 @@ def add_config_arguments(parser):
         meta = "{" + ",".join(choices) + "}" if choices else _METAVARS.get(f.name, _parser_for(hints[f.name]).__name__)
         group.add_argument(flag, dest=f"cfg_{f.name}", type=_parser_for(hints[f.name]),
                            default=argparse.SUPPRESS, choices=choices, metavar=meta,
-                           help=f"{FIELD_HELP.get(f.name, '')} (default: {f.default!r})".lstrip())
+                           help=f"{FIELD_HELP[f.name]} (default: {f.default!r})".lstrip())
+    group.add_argument("--context-len", dest="context_len", type=_parser_for(int), default=None,
+                       metavar="int", help="deprecated alias of --seq-len")
 
 
-def overrides_from_args(namespace) -> dict:
-    return {k[4:]: v for k, v in vars(namespace).items() if k.startswith("cfg_")}
+def overrides_from_args(namespace, warn=None) -> dict:
+    """The config keys the user typed as flags. The deprecated ``--context-len`` becomes
+    ``seq_len`` (``warn(message)`` is called once); given beside a different ``--seq-len`` it
+    is an error."""
+    overrides = {k[4:]: v for k, v in vars(namespace).items() if k.startswith("cfg_")}
+    alias = getattr(namespace, "context_len", None)
+    if alias is not None:
+        if overrides.get("seq_len", alias) != alias:
+            raise ValueError(f"--context-len {alias} is a deprecated alias of --seq-len "
+                             f"{overrides['seq_len']}; give --seq-len only")
+        (warn or _print_warning)(f"warning: {CONTEXT_LEN_DEPRECATED}")
+        overrides["seq_len"] = alias
+    return overrides
+
+
+def _print_warning(message):
+    print(message, file=sys.stderr)

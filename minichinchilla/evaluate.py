@@ -16,7 +16,8 @@ import sys
 
 from .checkpoint import find_checkpoint, load_run, read_state
 from .cli import run_command
-from .train import estimate_loss, prepare_data
+from .data.pipeline import prepare_data
+from .train import MAX_EXP_ARG, estimate_loss
 
 
 def evaluate_run(run_dir, max_batches: int = 0, batch_size: int | None = None) -> dict:
@@ -26,10 +27,13 @@ def evaluate_run(run_dir, max_batches: int = 0, batch_size: int | None = None) -
     data = prepare_data(cfg, tokenizer=tokenizer)
     saved = state.get("extra", {}).get("data_fingerprint")
     loss, n = estimate_loss(model, data.val_ids, batch_size or cfg.batch_size, cfg.seq_len, max_batches)
+    if not math.isfinite(loss):
+        raise ValueError(f"the checkpoint of {str(run_dir)!r} gives a validation loss of {loss}: "
+                         f"its model is broken (non-finite outputs)")
     # Bytes of the real text, not of decode(ids): decoding adds document separators and
     # <unk> spellings that are not in the text. loss (nats/token) * tokens/byte / ln 2 = bits/byte.
     tokens_per_byte = len(data.val_ids) / max(1, data.val_bytes)
-    return {"step": int(state["step"]), "val_loss": loss, "val_ppl": math.exp(min(loss, 700.0)),
+    return {"step": int(state["step"]), "val_loss": loss, "val_ppl": math.exp(min(loss, MAX_EXP_ARG)),
             "tokens": n, "bits_per_byte": loss * tokens_per_byte / math.log(2),
             "data_changed": bool(saved and saved != data.fingerprint)}
 

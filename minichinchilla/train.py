@@ -1,6 +1,6 @@
 """`python -m minichinchilla train`: pretrain a decoder-only LM (chapters/07-pretraining.md).
 
-    python -m minichinchilla train                          # small model, built-in corpus, ~2-3 min
+    python -m minichinchilla train                          # small model, built-in corpus
     python -m minichinchilla train --max-steps 2000 --d-model 192 --out runs/big
     python -m minichinchilla train --config run.toml --lr 1e-3
     python -m minichinchilla train --resume runs/big        # continue after Ctrl-C or a crash
@@ -27,149 +27,51 @@ at once). Bad input is one ``error: ...`` line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import hashlib
+import contextlib
 import json
 import math
-import os
 import shutil
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import append_line, write_atomically, write_json_atomically, write_text_atomically
 from .backend import asarray, set_backend
-from .checkpoint import (find_checkpoint, load_model_weights, load_optimizer_state,
-                         load_tokenizer_from, read_state, restore_rng, save_checkpoint,
-                         train_config_from)
+from .checkpoint import (check_configs_agree, find_checkpoint, load_model_weights, load_optimizer_state,
+                         load_tokenizer_from, model_config_from, read_state, restore_rng,
+                         save_checkpoint, train_config_from)
 from .cli import EXIT_INTERRUPTED, run_command
 from .config import TrainConfig, add_config_arguments, load_config, overrides_from_args, read_config_file
-from .data import (IGNORE_INDEX, ByteBPETokenizer, CharTokenizer, Document, TokenStream, WordTokenizer,
-                   cache_dir, clean_documents, encode_documents, load_builtin_documents,
-                   load_text_documents, load_tokenizer, split_documents)
+from .data import IGNORE_INDEX, TokenStream
+from .data.pipeline import RunData, prepare_data
 from .model import TransformerLM
 from .optim import AdamW, clip_grad_norm, cosine_lr, param_groups_for_decay
+from .progress import ProgressBar
+from .resources import (SMALL_MODEL_D_MODEL, available_memory_bytes, default_threads, format_bytes,
+                        limit_threads)
+from .runlock import LOCK_FILE, RunLock
 from .tensor import no_grad
 
 LOG_FILE = "log.jsonl"
 PLOT_FILE = "loss.png"
 CONFIG_FILE = "config.json"
-SPLIT_SEED = 0  # the validation documents do not depend on the run's seed: runs stay comparable
-MIN_DOCS_FOR_DOC_SPLIT = 10  # fewer documents (e.g. one .txt file) are split by position instead
+DATA_ORDER_STREAM = 1  # the batches' generator is default_rng([seed, 1]); the weights' is seed
+# exp() of a float64 overflows past ~709.78: the perplexity of a loss above this is reported as
+# exp(700) ~ 1e304 ("astronomical") instead of raising OverflowError.
+MAX_EXP_ARG = 700.0
+FLOAT32_BYTES = 4
+SAMPLE_TEMPERATURE = 0.8  # the sample printed at the end of a run
+SAMPLE_TOP_K = 40
 
 
 class TrainingDiverged(RuntimeError):
     """The loss or the gradient became NaN/inf."""
-
-
-# ---- data ------------------------------------------------------------------------------
-@dataclass
-class RunData:
-    tokenizer: object
-    train_ids: np.ndarray  # (N_train,) int64
-    val_ids: np.ndarray  # (N_val,) int64
-    fingerprint: str  # sha256 of the cleaned train and validation text
-    description: str  # one line for the log
-    tokenizer_note: str
-    val_bytes: int = 0  # UTF-8 bytes of the validation text itself (for bits per byte)
-
-
-def _split_by_position(documents, val_fraction):
-    """Few documents (one file): hold out the last `val_fraction` of the text, cut at a line break."""
-    text = "\n\n".join(d.text for d in documents)
-    cut = int(len(text) * (1.0 - val_fraction))
-    newline = text.rfind("\n", 0, cut)
-    cut = newline if newline > 0 else cut
-    train, val = text[:cut].strip(), text[cut:].strip()
-    if not train or not val:
-        raise ValueError(f"the data is too small to split into training and validation text "
-                         f"({len(text)} characters)")
-    source = documents[0].source
-    return [Document(train, source)], [Document(val, source)]
-
-
-def _corpus_hash(texts) -> str:
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode("utf-8"))
-        h.update(b"\x00")
-    return h.hexdigest()
-
-
-def train_tokenizer(cfg: TrainConfig, train_docs, train_hash: str):
-    """Train the configured tokenizer on the training split, or load it from the cache.
-
-    The cache key is (kind, vocab_size, hash of the training text), so any change of corpus
-    or settings trains a new one. Returns (tokenizer, note).
-    """
-    path = cache_dir() / "tokenizers" / f"{cfg.tokenizer}-{cfg.vocab_size}-{train_hash[:16]}.json"
-    if path.exists():
-        try:
-            return load_tokenizer(path), f"cached {path}"
-        except (ValueError, KeyError, TypeError):
-            pass  # a damaged cache file: train again
-    texts = [d.text for d in train_docs]
-    if cfg.tokenizer == "bpe":
-        tokenizer = ByteBPETokenizer.train(texts, vocab_size=cfg.vocab_size)
-    elif cfg.tokenizer == "char":
-        tokenizer = CharTokenizer.train(texts, max_size=cfg.vocab_size)
-    else:
-        tokenizer = WordTokenizer.train(texts, min_freq=2, max_size=cfg.vocab_size)
-    try:
-        tokenizer.save(path)
-    except OSError:
-        pass  # a read-only cache must not stop training
-    return tokenizer, "trained"
-
-
-def prepare_data(cfg: TrainConfig, tokenizer=None) -> RunData:
-    """Documents -> clean -> split -> tokenizer (trained unless given) -> token streams.
-
-    Raises ValueError for a missing, empty, binary or non-UTF-8 data path (the message names
-    the file and byte offset) and for splits too small for one batch.
-    """
-    if cfg.data is None:
-        documents, origin = load_builtin_documents(), "built-in corpus"
-    else:
-        documents, origin = load_text_documents(cfg.data), repr(cfg.data)
-    documents, _ = clean_documents(documents)
-    if cfg.data is None:
-        # The fine-tuning tasks' validation/test docstrings are held out of pretraining, so
-        # fine-tuning is measured on text the language model has never seen.
-        from .finetune.tasks import exclude_heldout
-
-        documents = exclude_heldout(documents)
-    if not documents:
-        raise ValueError(f"data {origin} has no text left after cleaning")
-    if len(documents) >= MIN_DOCS_FOR_DOC_SPLIT:
-        train_docs, val_docs = split_documents(documents, cfg.val_fraction, seed=SPLIT_SEED)
-        how = f"{len(train_docs)} train / {len(val_docs)} val documents"
-    else:
-        train_docs, val_docs = _split_by_position(documents, cfg.val_fraction)
-        how = f"{len(documents)} document(s), last {cfg.val_fraction:.0%} of the text held out"
-    train_hash = _corpus_hash(d.text for d in train_docs)
-    fingerprint = _corpus_hash([train_hash] + [d.text for d in val_docs])
-    note = "from checkpoint"
-    if tokenizer is None:
-        tokenizer, note = train_tokenizer(cfg, train_docs, train_hash)
-    train_ids = encode_documents(tokenizer, (d.text for d in train_docs))  # (N_train,)
-    val_ids = encode_documents(tokenizer, (d.text for d in val_docs))  # (N_val,)
-    need = cfg.batch_size * cfg.seq_len + 1
-    if len(train_ids) < need:
-        raise ValueError(f"the training split of {origin} has {len(train_ids)} tokens, fewer than one "
-                         f"batch needs (batch_size * seq_len + 1 = {need}); use more text or a smaller "
-                         f"--batch-size / --seq-len")
-    if len(val_ids) < cfg.seq_len + 1:
-        raise ValueError(f"the validation split of {origin} has {len(val_ids)} tokens, fewer than one "
-                         f"row needs (seq_len + 1 = {cfg.seq_len + 1}); use more text, a larger "
-                         f"--val-fraction or a smaller --seq-len")
-    description = (f"data: {origin}, {how}; {len(train_ids):,} train / {len(val_ids):,} val tokens")
-    val_bytes = sum(len(d.text.encode("utf-8")) for d in val_docs)
-    return RunData(tokenizer, train_ids, val_ids, fingerprint, description, note, val_bytes)
 
 
 # ---- evaluation --------------------------------------------------------------------------
@@ -219,18 +121,12 @@ def read_log(run_dir) -> list[dict]:
     return entries
 
 
-def _rewrite_log(run_dir, entries):
-    path = Path(run_dir) / LOG_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
-    os.replace(tmp, path)
+def _json_line(entry: dict) -> str:
+    return json.dumps(entry, allow_nan=False) + "\n"  # strict JSON: a NaN is refused, never written
 
 
 def _append_log(run_dir, entry):
-    with open(Path(run_dir) / LOG_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    append_line(Path(run_dir) / LOG_FILE, _json_line(entry))
 
 
 def plot_losses(run_dir) -> Path | None:
@@ -253,9 +149,7 @@ def plot_losses(run_dir) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = Path(run_dir) / PLOT_FILE
-    fig.savefig(path)
-    return path
+    return write_atomically(Path(run_dir) / PLOT_FILE, lambda f: fig.savefig(f, format="png"))
 
 
 def default_run_dir() -> Path:
@@ -299,7 +193,7 @@ class _StopOnSigint:
             signal.signal(signal.SIGINT, self.previous)
 
 
-# ---- the training run --------------------------------------------------------------------
+# ---- one run's state, and the stages of the loop -------------------------------------------
 @dataclass
 class RunResult:
     step: int
@@ -308,198 +202,306 @@ class RunResult:
     run_dir: Path
 
 
-def run_training(cfg: TrainConfig, run_dir, *, resume: bool = False, force: bool = False,
-                 quiet: bool = False, stop_at_step: int | None = None, out=None) -> RunResult:
-    """Train (or, with ``resume``, continue) the run in `run_dir`.
+@dataclass
+class _Run:
+    """Everything the loop reads and changes, built by `_set_up` before anything is written."""
 
-    Everything that can fail on bad input (data, tokenizer, model shape, checkpoint) is done
-    before the run directory is touched. ``stop_at_step`` stops as Ctrl-C would, after that
-    many steps (to demonstrate and test resuming).
+    cfg: TrainConfig
+    run_dir: Path
+    data: RunData
+    model: TransformerLM
+    optimizer: AdamW
+    rng: np.random.Generator  # the data order (not the generator that initialised the weights)
+    step: int  # optimiser updates done
+    elapsed: float  # wall time of the run, summed over resumes
+    last_saved: int | None  # step of the newest checkpoint
+    logged: set  # steps already in log.jsonl
+    window_tokens: int = 0  # training tokens and seconds since the last evaluation
+    window_seconds: float = 0.0
+    batches: TokenStream = field(init=False)
+
+    def __post_init__(self):
+        self.batches = TokenStream(self.data.train_ids, self.cfg.batch_size, self.cfg.seq_len)
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "ckpt"
+
+    def lr(self) -> float:
+        cfg = self.cfg
+        return cosine_lr(self.step, cfg.horizon, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
+
+    def due_for_evaluation(self) -> bool:
+        at = self.step % self.cfg.eval_interval == 0 or self.step == self.cfg.horizon
+        return at and self.step not in self.logged
+
+    def diverged(self, what: str) -> TrainingDiverged:
+        where = (f"the last good checkpoint is {self.ckpt_dir} (step {self.last_saved}), which "
+                 f"--resume and sample load" if self.last_saved is not None else "no checkpoint was saved")
+        return TrainingDiverged(f"{what} at step {self.step}; training stopped and {where}. "
+                                f"Try a lower --lr or --warmup-steps > 0")
+
+
+def _set_up(cfg: TrainConfig, run_dir: Path, resume: bool) -> _Run:
+    """Data, model, optimiser and the data-order generator: fresh, or from the checkpoint."""
+    if not resume:
+        data = prepare_data(cfg)
+        model, optimizer = _new_model_and_optimizer(cfg, data.tokenizer.vocab_size)
+        rng = np.random.default_rng([cfg.seed, DATA_ORDER_STREAM])
+        return _Run(cfg, run_dir, data, model, optimizer, rng, step=0, elapsed=0.0,
+                    last_saved=None, logged=set())
+    ckpt_dir = find_checkpoint(run_dir)
+    state = read_state(ckpt_dir)
+    check_configs_agree(ckpt_dir, cfg, model_config_from(state, ckpt_dir))
+    data = prepare_data(cfg, tokenizer=load_tokenizer_from(ckpt_dir, state))
+    extra = state.get("extra", {})
+    if extra.get("data_fingerprint") not in (None, data.fingerprint):
+        raise ValueError(f"the data of this run changed since it started ({cfg.data or 'built-in corpus'}); "
+                         f"resuming would not continue the same run")
+    model, optimizer = _new_model_and_optimizer(cfg, data.tokenizer.vocab_size)
+    load_model_weights(model, ckpt_dir, state)
+    load_optimizer_state(optimizer, ckpt_dir, state)
+    step = state["step"]
+    return _Run(cfg, run_dir, data, model, optimizer, restore_rng(state), step=step,
+                elapsed=float(extra.get("elapsed", 0.0)), last_saved=step, logged=set())
+
+
+def _new_model_and_optimizer(cfg: TrainConfig, vocab_size: int):
+    model = TransformerLM(cfg.model_config(vocab_size), seed=cfg.seed)
+    optimizer = AdamW(param_groups_for_decay(model, cfg.weight_decay), lr=cfg.lr,
+                      betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    return model, optimizer
+
+
+def _open_run_dir(run: _Run, resume: bool, force: bool) -> None:
+    """A new run writes its config.json; a resumed one trims its log to the checkpoint's step
+    (evaluations after it were made by the interrupted process and will be made again)."""
+    if resume:
+        entries = [e for e in read_log(run.run_dir) if e.get("step", -1) <= run.step]
+        write_text_atomically(run.run_dir / LOG_FILE, "".join(_json_line(e) for e in entries))
+        run.logged = {e["step"] for e in entries}
+        return
+    if force:
+        _clear_run_dir(run.run_dir)
+    elif (run.run_dir / LOG_FILE).exists() or (run.run_dir / "ckpt").exists():
+        raise ValueError(f"output directory {str(run.run_dir)!r} already holds a run; use --force to "
+                         f"replace it or --resume {run.run_dir} to continue it")
+    write_json_atomically(run.run_dir / CONFIG_FILE, run.cfg.to_dict())
+
+
+def _evaluate(run: _Run) -> dict:
+    """Estimate train and validation loss now; the log entry. A non-finite loss stops the run
+    before it reaches the log or a checkpoint."""
+    cfg, data, B, T = run.cfg, run.data, run.cfg.batch_size, run.cfg.seq_len
+    t0 = time.perf_counter()
+    val_loss, _ = estimate_loss(run.model, data.val_ids, B, T, cfg.eval_batches)
+    train_batches = cfg.eval_batches or math.ceil((len(data.val_ids) - 1) / T / B)  # as many as val
+    train_loss, _ = estimate_loss(run.model, data.train_ids, B, T, train_batches)
+    for name, value in (("validation loss", val_loss), ("training loss (evaluation)", train_loss)):
+        if not math.isfinite(value):
+            raise run.diverged(f"{name} is {value}")
+    run.elapsed += time.perf_counter() - t0
+    tok_per_s = round(run.window_tokens / run.window_seconds, 1) if run.window_seconds else None
+    run.window_tokens, run.window_seconds = 0, 0.0
+    return {"step": run.step, "train_loss": train_loss, "val_loss": val_loss,
+            "val_ppl": math.exp(min(val_loss, MAX_EXP_ARG)), "lr": run.lr(),
+            "tokens": run.step * B * T, "elapsed": round(run.elapsed, 3), "tok_per_s": tok_per_s}
+
+
+def _save(run: _Run) -> None:
+    save_checkpoint(run.ckpt_dir, model=run.model, optimizer=run.optimizer, step=run.step, rng=run.rng,
+                    train_config=run.cfg, tokenizer=run.data.tokenizer,
+                    extra={"elapsed": run.elapsed, "data_fingerprint": run.data.fingerprint,
+                           "num_params": run.model.num_params()})
+    run.last_saved = run.step
+
+
+def _train_step(run: _Run) -> tuple[float, float]:
+    """One optimiser step on a random batch; returns (loss, lr). Stops on a non-finite loss or
+    gradient before the update, so the weights stay finite."""
+    t0 = time.perf_counter()
+    x, y = run.batches.sample_batch(run.rng)  # (B, T), (B, T)
+    lr = run.lr()
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    _, loss = run.model(asarray(x), asarray(y))
+    loss_value = float(loss.data)
+    if not math.isfinite(loss_value):
+        raise run.diverged(f"training loss is {loss_value}")
+    run.optimizer.zero_grad()
+    loss.backward()
+    clip = run.cfg.grad_clip if run.cfg.grad_clip > 0 else math.inf
+    grad_norm = clip_grad_norm(run.model.parameters(), clip)
+    if not math.isfinite(grad_norm):
+        raise run.diverged(f"gradient norm is {grad_norm}")
+    run.optimizer.step()
+    run.step += 1
+    seconds = time.perf_counter() - t0
+    run.window_tokens += x.size
+    run.window_seconds += seconds
+    run.elapsed += seconds
+    return loss_value, lr
+
+
+# ---- the training run ----------------------------------------------------------------------
+def run_training(cfg: TrainConfig, run_dir, *, resume: bool = False, force: bool = False,
+                 quiet: bool = False, stop_at_step: int | None = None, out=None,
+                 threads: int | None = None) -> RunResult:
+    """Train (or, with ``resume``, continue) the run in `run_dir`; see the module docstring.
+
+    Everything that can fail on bad input (sizes, data, tokenizer, model, checkpoint) is
+    checked before anything is written; the run directory is locked (`RunLock`) for the
+    whole run. ``stop_at_step`` stops as Ctrl-C would, after that many steps (to demonstrate
+    and test resuming). ``threads`` caps BLAS and kernel threads (default: `default_threads`).
     """
     out = out or sys.stdout
     run_dir = Path(run_dir)
-
-    def say(msg):
-        if not quiet:
-            print(msg, file=out, flush=True)
-
-    try:
-        set_backend(cfg.backend)
-    except RuntimeError as err:
-        raise ValueError(str(err)) from None
-
-    # ---- set-up: nothing is written until all of it has succeeded ----
-    state = ckpt_dir = None
-    if resume:
-        ckpt_dir = find_checkpoint(run_dir)
-        state = read_state(ckpt_dir)
-        data = prepare_data(cfg, tokenizer=load_tokenizer_from(ckpt_dir, state))
-        saved_fp = state.get("extra", {}).get("data_fingerprint")
-        if saved_fp and saved_fp != data.fingerprint:
-            raise ValueError(f"the data of this run changed since it started ({cfg.data or 'built-in corpus'}); "
-                             f"resuming would not continue the same run")
-    else:
-        data = prepare_data(cfg)
-    tokenizer = data.tokenizer
-    model = TransformerLM(cfg.model_config(tokenizer.vocab_size), seed=cfg.seed)
-    optimizer = AdamW(param_groups_for_decay(model, cfg.weight_decay), lr=cfg.lr,
-                      betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-    params = model.parameters()
-    horizon, B, T = cfg.horizon, cfg.batch_size, cfg.seq_len
-    if resume:
-        load_model_weights(model, ckpt_dir, state)
-        load_optimizer_state(optimizer, ckpt_dir, state)
-        rng = restore_rng(state)
-        step = int(state["step"])
-        elapsed = float(state.get("extra", {}).get("elapsed", 0.0))
-    else:
-        # The data order has its own generator (not the one that initialised the weights).
-        rng = np.random.default_rng([cfg.seed, 1])
-        step, elapsed = 0, 0.0
-    train_stream = TokenStream(data.train_ids, B, T)
-
-    # ---- the run directory ----
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = run_dir / "ckpt"
-    if resume:
-        entries = [e for e in read_log(run_dir) if e.get("step", -1) <= step]
-        _rewrite_log(run_dir, entries)  # each evaluation once, even after a crash
-    else:
-        if force:
-            _clear_run_dir(run_dir)
-        (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=1) + "\n", encoding="utf-8")
-        entries = []
-    logged = {e["step"] for e in entries}
-    last_saved = step if resume else None
-
-    say(data.description)
-    say(f"tokenizer: {cfg.tokenizer}, {tokenizer.vocab_size} tokens ({data.tokenizer_note})")
-    n_params = model.num_params()
-    say(f"model: {n_params:,} parameters (d_model={cfg.d_model}, n_layers={cfg.n_layers}, "
-        f"n_heads={cfg.n_heads}, context={model.config.seq_len})")
-    epochs = horizon * B * T / len(data.train_ids)
-    say(f"run: {horizon} steps x {B} x {T} = {horizon * B * T:,} tokens ({epochs:.2f} epochs), "
-        f"lr {cfg.lr:g} (warm-up {cfg.warmup}, cosine to {cfg.min_lr_ratio:g}x), "
-        f"{'resuming at step ' + str(step) + ', ' if resume else ''}out: {run_dir}")
-
-    t_last = time.perf_counter()
-
-    def tick():  # wall time of the run, summed over resumes
-        nonlocal elapsed, t_last
-        now = time.perf_counter()
-        elapsed, t_last = elapsed + now - t_last, now
-
-    def save(at_step):
-        nonlocal last_saved
-        tick()
-        save_checkpoint(ckpt_dir, model=model, optimizer=optimizer, step=at_step, rng=rng,
-                        train_config=cfg, tokenizer=tokenizer,
-                        extra={"elapsed": elapsed, "data_fingerprint": data.fingerprint,
-                               "num_params": n_params})
-        last_saved = at_step
-
-    def diverged(what):
-        where = (f"the last good checkpoint is {ckpt_dir} (step {last_saved})" if last_saved is not None
-                 else "no checkpoint was saved")
-        return TrainingDiverged(f"{what} at step {step}; training stopped and {where}. "
-                                f"Try a lower --lr or --warmup-steps > 0")
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=horizon, initial=step, disable=quiet or not sys.stderr.isatty(),
-               dynamic_ncols=True, unit="step", file=sys.stderr)
-    say_eval = (lambda m: bar.write(m, file=out)) if not bar.disable else say
-    val_loss = None
-    tok_per_s = None
-    train_batches = None
-    interrupted = False
-    window_tokens, window_time = 0, 0.0  # training throughput since the last evaluation
-    with _StopOnSigint(say_eval) as sigint:
-        while True:
-            # -- evaluate and checkpoint: every eval_interval steps, at 0 and at the end --
-            if (step % cfg.eval_interval == 0 or step == horizon) and step not in logged:
-                val_loss, _ = estimate_loss(model, data.val_ids, B, T, cfg.eval_batches)
-                if train_batches is None:  # as many train windows as validation ones
-                    train_batches = cfg.eval_batches or math.ceil((len(data.val_ids) - 1) / T / B)
-                train_loss, _ = estimate_loss(model, data.train_ids, B, T, train_batches)
-                tick()
-                entry = {"step": step, "train_loss": train_loss, "val_loss": val_loss,
-                         "val_ppl": math.exp(min(val_loss, 700.0)),
-                         "lr": cosine_lr(step, horizon, cfg.lr, cfg.warmup, cfg.min_lr_ratio),
-                         "tokens": step * B * T, "elapsed": round(elapsed, 3),
-                         "tok_per_s": round(window_tokens / window_time, 1) if window_time else None}
-                window_tokens, window_time = 0, 0.0
-                _append_log(run_dir, entry)  # log first: a crash before the save re-does this step
-                logged.add(step)
-                save(step)
-                say_eval(f"step {step:>6} | train {train_loss:.4f} | val {val_loss:.4f} | "
-                         f"ppl {entry['val_ppl']:.2f} | lr {entry['lr']:.2e} | "
-                         f"{'-' if entry['tok_per_s'] is None else format(entry['tok_per_s'], ',.0f')} tok/s")
-            if step >= horizon:
-                break
-            if sigint.requested or (stop_at_step is not None and step >= stop_at_step):
-                if last_saved != step:
-                    save(step)
-                interrupted = True
-                break
-            # -- one optimiser step --
-            t0 = time.perf_counter()
-            x, y = train_stream.sample_batch(rng)  # (B, T), (B, T)
-            lr = cosine_lr(step, horizon, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            _, loss = model(asarray(x), asarray(y))
-            loss_value = float(loss.data)
-            if not math.isfinite(loss_value):
-                raise diverged(f"training loss is {loss_value}")
-            optimizer.zero_grad()
-            loss.backward()
-            grad_norm = clip_grad_norm(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-            if not math.isfinite(grad_norm):  # caught before the update: weights stay finite
-                raise diverged(f"gradient norm is {grad_norm}")
-            optimizer.step()
-            step += 1
-            dt = time.perf_counter() - t0
-            rate = B * T / dt
-            window_tokens, window_time = window_tokens + B * T, window_time + dt
-            tok_per_s = rate if tok_per_s is None else 0.9 * tok_per_s + 0.1 * rate
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.1e}", tok_s=f"{tok_per_s:,.0f}",
-                            refresh=False)
-    bar.close()
-    plot_losses(run_dir)
+    _use_backend(cfg.backend)
+    check_fits_in_memory(cfg)
+    threads = threads or default_threads(cfg.model_config(cfg.vocab_size))
+    with _locked_run_dir(run_dir, "train --resume" if resume else "train"), limit_threads(threads):
+        run = _set_up(cfg, run_dir, resume)
+        _open_run_dir(run, resume, force)
+        bar = ProgressBar(total=cfg.horizon, initial=run.step, out=out, quiet=quiet)
+        for line in _header(run, threads, resume):
+            bar.write(line)
+        interrupted = False
+        with _StopOnSigint(bar.write) as sigint:
+            while True:
+                if run.due_for_evaluation():
+                    entry = _evaluate(run)
+                    _append_log(run_dir, entry)  # log first: a crash before the save re-does this step
+                    run.logged.add(run.step)
+                    _save(run)
+                    bar.write(_format_evaluation(entry))
+                    bar.restart_clock()
+                if run.step >= cfg.horizon:
+                    break
+                if sigint.requested or (stop_at_step is not None and run.step >= stop_at_step):
+                    if run.last_saved != run.step:
+                        _save(run)
+                    interrupted = True
+                    break
+                loss, lr = _train_step(run)
+                bar.step(loss, lr, tokens=cfg.tokens_per_step)
+        bar.close()
+        plot_losses(run_dir)
     if interrupted:
-        print(f"stopped at step {step}/{horizon}; checkpoint saved to {ckpt_dir}\n"
+        print(f"stopped at step {run.step}/{cfg.horizon}; checkpoint saved to {run.ckpt_dir}\n"
               f"resume with: python -m minichinchilla train --resume {run_dir}", file=out, flush=True)
-        return RunResult(step, True, val_loss, run_dir)
-    final = read_log(run_dir)
-    first, last = final[0], final[-1]
-    print(f"done: val loss {first['val_loss']:.4f} (step {first['step']}) -> {last['val_loss']:.4f} "
-          f"(step {last['step']}), perplexity {last['val_ppl']:.2f}; run saved in {run_dir}",
+        return RunResult(run.step, True, read_log(run_dir)[-1]["val_loss"], run_dir)
+    log = read_log(run_dir)
+    print(f"done: val loss {log[0]['val_loss']:.4f} (step {log[0]['step']}) -> {log[-1]['val_loss']:.4f} "
+          f"(step {log[-1]['step']}), perplexity {log[-1]['val_ppl']:.2f}; run saved in {run_dir}",
           file=out, flush=True)
     if cfg.sample_tokens:
-        from .sample import generate_text
+        _print_sample(run, out)
+    return RunResult(run.step, False, log[-1]["val_loss"], run_dir)
 
-        print(f"\nsample (seed {cfg.seed}, temperature 0.8, top-k 40):\n---", file=out)
-        generate_text(model, tokenizer, cfg.sample_prompt, cfg.sample_tokens, 0.8, 40, cfg.seed,
-                      write=lambda s: (out.write(s), out.flush()),
-                      warn=lambda m: print(m, file=sys.stderr))
-        print("\n---", file=out, flush=True)
-    return RunResult(step, False, last["val_loss"], run_dir)
 
+# ---- around the loop -----------------------------------------------------------------------
+def _use_backend(name: str) -> None:
+    try:
+        set_backend(name)
+    except RuntimeError as err:  # e.g. cupy without a GPU: the user's choice, so exit 2
+        raise ValueError(str(err)) from None
+
+
+@contextlib.contextmanager
+def _locked_run_dir(run_dir: Path, command: str):
+    """Hold `run_dir`'s lock for the block. A folder this call created is removed again if the
+    block fails before writing anything into it (bad data, a refused size, ...)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {str(run_dir)!r} exists and is not a directory")
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with RunLock(run_dir, command=f"python -m minichinchilla {command}"):
+            yield
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only succeeds while it is empty
+
+
+def check_fits_in_memory(cfg: TrainConfig, available: int | None = None) -> None:
+    """Refuse a run whose estimated memory exceeds what the machine has free, naming the flag
+    that makes it too big — before anything is allocated. `available` defaults to the
+    machine's (`minichinchilla.resources.available_memory_bytes`)."""
+    available = available_memory_bytes() if available is None else available
+    need = estimate_training_bytes(cfg)
+    if available is None or need <= available:
+        return
+    defaults = TrainConfig()
+    culprit = min(SIZE_KEYS, key=lambda k: estimate_training_bytes(cfg, **{k: getattr(defaults, k)}))
+    flag = "--" + culprit.replace("_", "-")
+    raise ValueError(f"{flag} {getattr(cfg, culprit)}: this run needs about {format_bytes(need)} of memory "
+                     f"(parameters, gradients, AdamW moments and activations), more than the "
+                     f"{format_bytes(available)} available; lower {flag}")
+
+
+SIZE_KEYS = ("n_layers", "d_model", "d_ff", "seq_len", "batch_size", "vocab_size", "n_heads")
+
+
+def estimate_training_bytes(cfg: TrainConfig, **sizes) -> int:
+    """An upper estimate of a training step's memory in bytes (float32), from the sizes only.
+
+    Per parameter 5 floats (weight, gradient, two AdamW moments, one temporary); per token and
+    layer the activations kept for the backward pass (about 16 C + 2 F floats, plus two NH x T
+    attention rows); per token the logits and their gradient (3 V).
+    """
+    s = {k: getattr(cfg, k) for k in SIZE_KEYS} | sizes
+    C, L, T, B, V, NH = s["d_model"], s["n_layers"], s["seq_len"], s["batch_size"], s["vocab_size"], s["n_heads"]
+    F = s["d_ff"] or 4 * C
+    params = V * C + T * C + L * (4 * C * C + 2 * C * F + 9 * C + F) + (0 if cfg.tie_embeddings else V * C)
+    activations = B * T * (L * (16 * C + 2 * F + 2 * NH * T) + 3 * V)
+    return FLOAT32_BYTES * (5 * params + activations)
+
+
+def _header(run: _Run, threads: int, resume: bool) -> list[str]:
+    cfg, model, B, T = run.cfg, run.model, run.cfg.batch_size, run.cfg.seq_len
+    epochs = cfg.horizon * B * T / len(run.data.train_ids)
+    return [run.data.description,
+            f"tokenizer: {cfg.tokenizer}, {run.data.tokenizer.vocab_size} tokens ({run.data.tokenizer_note})",
+            f"model: {model.num_params():,} parameters (d_model={cfg.d_model}, n_layers={cfg.n_layers}, "
+            f"n_heads={cfg.n_heads}, seq_len={model.config.seq_len})",
+            f"run: {cfg.horizon} steps x {B} x {T} = {cfg.horizon * B * T:,} tokens ({epochs:.2f} epochs), "
+            f"lr {cfg.lr:g} (warm-up {cfg.warmup}, cosine to {cfg.min_lr_ratio:g}x), "
+            f"{'resuming at step ' + str(run.step) + ', ' if resume else ''}out: {run.run_dir}",
+            f"threads: {threads} (BLAS and kernels; --threads N to change)"]
+
+
+def _format_evaluation(entry: dict) -> str:
+    rate = "-" if entry["tok_per_s"] is None else format(entry["tok_per_s"], ",.0f")
+    return (f"step {entry['step']:>6} | train {entry['train_loss']:.4f} | val {entry['val_loss']:.4f} | "
+            f"ppl {entry['val_ppl']:.2f} | lr {entry['lr']:.2e} | {rate} tok/s")
+
+
+def _print_sample(run: _Run, out) -> None:
+    from .sample import generate_text
+
+    cfg = run.cfg
+    print(f"\nsample (seed {cfg.seed}, temperature {SAMPLE_TEMPERATURE}, top-k {SAMPLE_TOP_K}):\n---", file=out)
+    generate_text(run.model, run.data.tokenizer, cfg.sample_prompt, cfg.sample_tokens, SAMPLE_TEMPERATURE,
+                  SAMPLE_TOP_K, cfg.seed, write=lambda s: (out.write(s), out.flush()),
+                  warn=lambda m: print(m, file=sys.stderr))
+    print("\n---", file=out, flush=True)
 
 # ---- command line ------------------------------------------------------------------------
 def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m minichinchilla train",
         description="Pretrain a decoder-only language model. With no options: a ~1M-parameter "
-                    "model on the built-in corpus (about 2-3 minutes on two CPU cores).")
+                    "model on the built-in corpus (README, Quickstart, says how long it takes).")
     p.add_argument("--config", metavar="FILE", help="a .json or .toml file of config keys")
     p.add_argument("--out", metavar="DIR", help="run directory, new or empty (default: runs/<timestamp>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
     p.add_argument("--force", action="store_true", help="reuse a non-empty --out (replaces its run files)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar and no per-evaluation lines (the summary and sample still print)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="threads for BLAS and the fast kernels (default: 1 for models with d_model "
+                        f"<= {SMALL_MODEL_D_MODEL}, which measured fastest, else every core)")
     add_config_arguments(p)
     return p
 
@@ -539,11 +541,14 @@ def _run(args) -> int:
         run_dir = Path(args.out) if args.out else default_run_dir()
         if run_dir.exists() and not run_dir.is_dir():
             raise ValueError(f"--out {str(run_dir)!r} exists and is not a directory")
-        if run_dir.is_dir() and any(run_dir.iterdir()) and not args.force:
+        if run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir()) and not args.force:
             raise ValueError(f"output directory {str(run_dir)!r} is not empty; use --force to reuse "
                              f"it (its checkpoint and log are replaced) or --resume {run_dir} to "
                              f"continue the run in it")
-    result = run_training(cfg, run_dir, resume=bool(args.resume), force=args.force, quiet=args.quiet)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be a positive integer, got {args.threads}")
+    result = run_training(cfg, run_dir, resume=bool(args.resume), force=args.force, quiet=args.quiet,
+                          threads=args.threads)
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 

@@ -84,7 +84,7 @@ def test_interrupted_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     def crash(*a, **k):
         raise KeyboardInterrupt  # the moment of the kill
 
-    monkeypatch.setattr(ck, "_write_json", crash)
+    monkeypatch.setattr(ck, "write_json_atomically", crash)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(tmp_path / "ckpt", model=model, optimizer=opt, step=2, rng=rng, train_config=cfg,
                         tokenizer=tok)
@@ -153,7 +153,8 @@ def test_missing_array_file(saved):
 def test_arrays_that_do_not_fit_the_model_shape(saved):
     path = saved / "ckpt" / "state.json"
     state = json.loads(path.read_text())
-    state["model_config"]["d_model"] = 32
+    state["model_config"].update(d_model=32, d_ff=128)
+    state["train_config"]["d_model"] = 32  # both edited: the configs agree, the arrays do not
     path.write_text(json.dumps(state))
     with pytest.raises(ValueError, match=r"does not match the model shape(.|\n)*expected \(.*32\)"):
         load_run(saved)

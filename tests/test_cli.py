@@ -111,7 +111,8 @@ def test_checkpoint_of_another_model_shape_is_refused(run, tmp_path, capsys):
     for p in (run / "ckpt").iterdir():
         (other / "ckpt" / p.name).write_bytes(p.read_bytes())
     state = json.loads((other / "ckpt" / "state.json").read_text())
-    state["model_config"]["d_model"] = 64  # the arrays are still 32 wide
+    state["model_config"].update(d_model=64, d_ff=256)  # the arrays are still 32 wide
+    state["train_config"]["d_model"] = 64
     (other / "ckpt" / "state.json").write_text(json.dumps(state))
     for command in ("sample", "eval"):
         assert dispatch([command, "--checkpoint", str(other)]) == 2

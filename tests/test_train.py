@@ -220,7 +220,7 @@ def _bad_inputs(tmp_path):
         (["--data", str(tmp_path / "folder")], "contains no .txt files"),
         (["--data", str(tmp_path / "small.txt")], "fewer than one batch needs"),
         (["--data", str(tmp_path / "small.txt"), "--seq-len", "64", "--context-len", "32"],
-         "larger than the model context"),
+         "is a deprecated alias of --seq-len 64"),
         (["--data", str(tmp_path / "small.txt"), "--tokenizer", "bpe", "--vocab-size", "100"],
          "vocab_size=100 is smaller than 256"),
     ]

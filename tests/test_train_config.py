@@ -42,20 +42,21 @@ def test_file_then_overrides(tmp_path, suffix):
 
 def test_int_accepted_for_float_but_not_bool_for_int():
     assert TrainConfig(lr=1).lr == 1.0 and isinstance(TrainConfig(lr=1).lr, float)
-    with pytest.raises(TypeError, match="'batch_size' must be int"):
+    with pytest.raises(TypeError, match="'batch_size' \\(--batch-size\\) must be int"):
         TrainConfig(batch_size=True)
 
 
 @pytest.mark.parametrize("data, exc, match", [
     ({"learning_rate": 0.1}, ValueError, "unknown key.*'learning_rate'"),
-    ({"lr": "fast"}, TypeError, "'lr' must be float"),
-    ({"d_model": 64.5}, TypeError, "'d_model' must be int"),
-    ({"tokenizer": "sentencepiece"}, ValueError, "'tokenizer' must be one of"),
-    ({"lr": -1.0}, ValueError, "'lr' must be a positive"),
+    ({"lr": "fast"}, TypeError, "'lr' \\(--lr\\) must be float"),
+    ({"d_model": 64.5}, TypeError, "'d_model' \\(--d-model\\) must be int"),
+    ({"tokenizer": "sentencepiece"}, ValueError, "'tokenizer' \\(--tokenizer\\) must be one of"),
+    ({"lr": -1.0}, ValueError, "'lr' \\(--lr\\) must be a positive"),
     ({"d_model": 30, "n_heads": 4}, ValueError, "divisible"),
-    ({"seq_len": 64, "context_len": 32}, ValueError, "larger than the model context"),
-    ({"warmup_steps": -1}, ValueError, "'warmup_steps' must be >= 0"),
+    ({"seq_len": 64, "context_len": 32}, ValueError, "deprecated alias of seq_len"),
+    ({"warmup_steps": -1}, ValueError, "'warmup_steps' \\(--warmup-steps\\) must be >= 0"),
     ({"data": ""}, ValueError, "empty path"),
+    ({"seed": -1}, ValueError, r"'seed' \(--seed\) must be >= 0"),
 ])
 def test_bad_values_name_the_key(data, exc, match):
     with pytest.raises(exc, match=match):
@@ -106,7 +107,7 @@ def test_cli_config_file_errors(tmp_path, capsys):
     assert err.startswith("error: ") and "'batchsize'" in err and str(cfg) in err
     cfg.write_text('lr = "big"\n')
     assert main(["--config", str(cfg), "--out", str(tmp_path / "out")]) == 2
-    assert "'lr' must be float" in capsys.readouterr().err
+    assert "'lr' (--lr) must be float" in capsys.readouterr().err
     assert main(["--seq-len", "64", "--context-len", "32", "--out", str(tmp_path / "out")]) == 2
-    assert "larger than the model context" in capsys.readouterr().err
+    assert "deprecated alias of --seq-len" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing was created

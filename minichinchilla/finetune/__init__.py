@@ -26,7 +26,7 @@ from .heads import FineTuneModel, Head, last_positions, pool
 from .metrics import (accuracy, classification_report, confusion_matrix, macro_f1,
                       plot_confusion_matrix, regression_report)
 from .tasks import (CLASS_PACKAGES, Task, classification_task, exclude_heldout, heldout_sources,
-                    heldout_texts, identifier_char_mask, make_task, pretraining_exclusions,
+                    heldout_texts, identifier_char_mask, make_task,
                     regression_task, tagging_task, token_tags)
 from .train import (FineTuneConfig, FineTuneResult, compare_augmentation,
                     compare_pretrained_vs_scratch, finetune, run_classification, run_regression,
@@ -34,7 +34,7 @@ from .train import (FineTuneConfig, FineTuneResult, compare_augmentation,
 
 __all__ = [
     "main", "Task", "CLASS_PACKAGES", "classification_task", "tagging_task", "regression_task",
-    "make_task", "exclude_heldout", "pretraining_exclusions", "heldout_texts", "heldout_sources",
+    "make_task", "exclude_heldout", "heldout_texts", "heldout_sources",
     "identifier_char_mask", "token_tags", "Head", "FineTuneModel", "pool", "last_positions",
     "FineTuneConfig", "FineTuneResult", "finetune", "run_classification", "run_tagging",
     "run_regression", "run_task", "scratch_copy", "compare_pretrained_vs_scratch",

@@ -1,46 +1,28 @@
 """Is the fine-tuning tasks' held-out text really absent from pretraining?
 
-`pretraining_documents(cfg)` returns the documents the pretraining pipeline
-(`minichinchilla.train.prepare_data`) trains and validates on, by running the pipeline up to
-its document split and capturing what reaches it; `heldout_overlap` counts the held-out task
-texts among them (the pipeline calls `tasks.exclude_heldout`, so the answer should be 0).
+`pretraining_documents(cfg)` returns the documents the pretraining pipeline trains and
+validates on, built by the same stage functions the training command calls
+(`minichinchilla.data.pipeline`: load, clean and hold out, split); `heldout_overlap` counts
+the held-out task texts among them (the answer should be 0).
 """
 from __future__ import annotations
+
+from minichinchilla.data.pipeline import clean_for_pretraining, load_corpus, split_train_val
 
 from .tasks import TASK_SEED, heldout_texts
 
 
-class _Captured(Exception):
-    pass
-
-
 def pretraining_documents(cfg=None) -> dict:
-    """{"train": [...], "val": [...]}: the documents `prepare_data` splits, built as it builds them.
+    """{"train": [...], "val": [...]}: the documents `prepare_data(cfg)` splits (no tokenizer
+    is trained). `cfg` is a `TrainConfig` (default: the defaults, i.e. the built-in corpus)."""
+    if cfg is None:
+        from minichinchilla.config import TrainConfig
 
-    Runs `minichinchilla.train.prepare_data` until its call to `split_documents` (no tokenizer
-    is trained) and returns both sides of that split.
-    """
-    from minichinchilla import train as pretrain
-    from minichinchilla.config import TrainConfig
-
-    cfg = cfg or TrainConfig()
-    original = pretrain.split_documents
-    seen = {}
-
-    def spy(documents, *args, **kwargs):
-        seen["train"], seen["val"] = original(documents, *args, **kwargs)
-        raise _Captured
-
-    pretrain.split_documents = spy
-    try:
-        pretrain.prepare_data(cfg)
-    except _Captured:
-        pass
-    finally:
-        pretrain.split_documents = original
-    if not seen:
-        raise RuntimeError("prepare_data did not call split_documents; cannot inspect its corpus")
-    return seen
+        cfg = TrainConfig()
+    documents, _ = load_corpus(cfg.data)
+    documents = clean_for_pretraining(documents, builtin=cfg.data is None)
+    train, val, _ = split_train_val(documents, cfg.val_fraction)
+    return {"train": train, "val": val}
 
 
 def heldout_overlap(cfg=None, seed: int = TASK_SEED) -> int:

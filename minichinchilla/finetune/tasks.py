@@ -26,8 +26,8 @@ The three task shapes (the source article names them; GPT-1 fine-tuned this way)
 **Held out of pretraining.** The validation and test documents of these tasks must never be
 seen by the language model, or fine-tuning results measure memorisation. `heldout_texts()`
 returns their cleaned texts and `exclude_heldout(documents)` removes them from any document
-list (raw or cleaned: the comparison is on `clean_text`). The pretraining pipeline calls it
-right after cleaning the built-in corpus.
+list (raw or cleaned: the comparison is on `clean_text`). Both live in `minichinchilla.data.heldout`;
+the pretraining pipeline (`minichinchilla.data.pipeline`) calls it after cleaning the built-in corpus.
 """
 from __future__ import annotations
 
@@ -36,19 +36,14 @@ import functools
 import math
 import re
 import sysconfig
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from minichinchilla.data import Document, clean_documents, clean_text, load_builtin_documents
+from minichinchilla.data.heldout import (CLASS_PACKAGES, MAX_TRAIN, N_TEST, N_VAL, TASK_SEED,
+                                         exclude_heldout, heldout_sources, heldout_texts, task_split)
 
-CLASS_PACKAGES = ("asyncio", "email", "importlib", "logging", "tkinter", "xml")
-N_VAL = 40  # validation documents per class
-N_TEST = 40  # test documents per class
-MAX_TRAIN = 140  # training documents per class (fewer if a package is smaller)
-TASK_SEED = 0  # the split does not depend on a fine-tuning run's seed
 TASK_KINDS = ("classify", "tag", "regress")
 TAG_LABELS = ("other", "identifier")
 
@@ -112,25 +107,6 @@ class Task:
                 f"{len(self.test)} test documents, labels {list(self.labels)}")
 
 
-# ---- the document split ---------------------------------------------------------------------
-@functools.lru_cache(maxsize=4)
-def _split_documents(seed: int, packages: tuple, n_val: int, n_test: int, max_train: int):
-    """{split name: tuple of (Document, class index)}; the expensive part, cached per process."""
-    documents, _ = clean_documents(load_builtin_documents())
-    splits = {"train": [], "val": [], "test": []}
-    for k, package in enumerate(packages):
-        docs = [d for d in documents if d.package == package and d.source.startswith("stdlib:")]
-        if len(docs) < n_val + n_test + 1:
-            raise ValueError(f"package {package!r} has {len(docs)} documents, fewer than "
-                             f"n_val + n_test + 1 = {n_val + n_test + 1}")
-        order = np.random.default_rng([seed, k]).permutation(len(docs))  # (n_docs,)
-        parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test],
-                 "train": order[n_val + n_test:n_val + n_test + max_train]}
-        for name, idx in parts.items():
-            splits[name].extend((docs[i], k) for i in sorted(idx))  # corpus order within a class
-    return {name: tuple(items) for name, items in splits.items()}
-
-
 def _check_packages(packages):
     packages = tuple(packages)
     if len(packages) < 2 or len(set(packages)) != len(packages):
@@ -147,7 +123,7 @@ def classification_task(seed: int = TASK_SEED, packages=CLASS_PACKAGES, n_val: i
         their index. The same arguments always give the same task.
     """
     packages = _check_packages(packages)
-    splits = _split_documents(seed, packages, n_val, n_test, max_train)
+    splits = task_split(seed, packages, n_val, n_test, max_train)
 
     def examples(name):
         return [Example(d.text, k, d.source, d.name, d.package) for d, k in splits[name]]
@@ -157,66 +133,6 @@ def classification_task(seed: int = TASK_SEED, packages=CLASS_PACKAGES, n_val: i
                         f"Split seed {seed}; per class {n_val} validation, {n_test} test, "
                         f"at most {max_train} training documents.")
     return task
-
-
-# ---- held out of pretraining -------------------------------------------------------------------
-def heldout_texts(seed: int = TASK_SEED) -> frozenset:
-    """The cleaned texts of every validation and test document of the three tasks.
-
-    (All three tasks use the documents of `classification_task`, so this is its val + test.)
-    """
-    splits = _split_documents(seed, CLASS_PACKAGES, N_VAL, N_TEST, MAX_TRAIN)
-    return frozenset(d.text for name in ("val", "test") for d, _ in splits[name])
-
-
-def heldout_sources(seed: int = TASK_SEED) -> list:
-    """``(source, name)`` of every held-out document, e.g. ``("stdlib:email.message", "Message.get")``."""
-    splits = _split_documents(seed, CLASS_PACKAGES, N_VAL, N_TEST, MAX_TRAIN)
-    return sorted({(d.source, d.name) for name in ("val", "test") for d, _ in splits[name]})
-
-
-def exclude_heldout(documents, seed: int = TASK_SEED) -> list:
-    """`documents` without the fine-tuning tasks' validation and test documents.
-
-    The pretraining pipeline calls this on the built-in corpus so that fine-tuning is
-    evaluated on text the language model never saw. Matching is on the cleaned text, so it
-    works before or after `clean_documents`, and it also removes a copy of a held-out text
-    that comes from another source.
-
-    Inputs:
-        documents: a list of `Document` (or strings).
-    Returns:
-        the documents that are not held out, in their original order.
-    """
-    held = heldout_texts(seed)
-    keys = _heldout_keys(seed)
-    out = []
-    for d in documents:
-        text = d if isinstance(d, str) else d.text
-        if text in held:
-            continue
-        # `_match_key` is unchanged by cleaning, so only a text whose key matches can clean
-        # to a held-out text; the full (slower) `clean_text` runs on those few only.
-        if _match_key(text) in keys and clean_text(text) in held:
-            continue
-        out.append(d)
-    return out
-
-
-_STRIPPED_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")  # removed by cleaning
-
-
-def _match_key(text: str) -> str:
-    """The words of a text after NFC and control-character removal: ``key(clean_text(t)) == key(t)``."""
-    return " ".join(_STRIPPED_CONTROLS.sub("", unicodedata.normalize("NFC", text)).split())
-
-
-@functools.lru_cache(maxsize=4)
-def _heldout_keys(seed: int) -> frozenset:
-    return frozenset(_match_key(t) for t in heldout_texts(seed))
-
-
-pretraining_exclusions = exclude_heldout  # the name the training pipeline may import
 
 
 # ---- sequence labelling: Python identifiers ---------------------------------------------------
