@@ -34,8 +34,11 @@ class ModelConfig:
 
     `seq_len` is the model's context: the most tokens it reads at once (the learned position
     table has `seq_len` rows). `activation` names the feed-forward variant, one of
-    `minichinchilla.nn.FEED_FORWARDS`: "gelu" (GPT-2) or "relu" (the source article). `d_ff`,
-    the hidden width F, defaults to 4·d_model.
+    `minichinchilla.nn.FEED_FORWARDS`: "gelu" (GPT-2), "relu" (the source article) or "swiglu"
+    (PaLM, LLaMA: three matrices, no biases). `d_ff`, the hidden width F, defaults to 4·d_model
+    for gelu and relu; for swiglu to 8/3·d_model rounded up to a multiple of 8
+    (`nn.swiglu_width`), LLaMA's choice: three C×F matrices then hold about as many weights as
+    two at 4·d_model, so a swiglu model is about as large as a gelu one of the same shape.
     """
 
     vocab_size: int
@@ -45,7 +48,7 @@ class ModelConfig:
     n_heads: int
     d_ff: int | None = None
     norm: str = "layernorm"  # or "rmsnorm" (Gopher and Chinchilla used RMSNorm)
-    activation: str = "gelu"  # a key of nn.FEED_FORWARDS: "gelu" or "relu"
+    activation: str = "gelu"  # a key of nn.FEED_FORWARDS: "gelu", "relu" or "swiglu"
     tie_embeddings: bool = True
     pos_encoding: str = "learned"  # or "rope"
     dtype: str = "float32"  # "float64" for gradient checks

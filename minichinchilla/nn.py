@@ -20,6 +20,7 @@ import numpy as np
 
 from . import tensor as ops
 from .backend import asarray, get_backend, to_numpy
+from .functional import swiglu_backward, swiglu_forward
 from .tensor import Tensor
 
 
@@ -218,6 +219,29 @@ class FeedForward(Module):
                        activation=self.activation)
 
 
+class SwiGLUFeedForward(Module):
+    """SwiGLU(x) = (silu(x W_g) ⊙ x W_u) W_d (chapters/04-ffn-norm-residual.md, eq. 4.15): three
+    matrices `gate_weight` = W_g (C, F), `up_weight` = W_u (C, F), `down_weight` = W_d (F, C), no
+    biases, as in PaLM and LLaMA. There is one (reference) pair for it, whatever `kernels` says."""
+
+    def __init__(self, d_model, d_ff, out_std=INIT_STD, rng=None, dtype="float32", kernels=None):
+        rng = rng or np.random.default_rng(0)
+        self.gate_weight = Parameter(init_normal(rng, (d_model, d_ff), INIT_STD, dtype))
+        self.up_weight = Parameter(init_normal(rng, (d_model, d_ff), INIT_STD, dtype))
+        self.down_weight = Parameter(init_normal(rng, (d_ff, d_model), out_std, dtype))
+
+    def forward(self, x):
+        # One autograd node running the hand-derived pair, like every layer (tensor.fused).
+        return ops.fused(swiglu_forward, swiglu_backward, x, self.gate_weight, self.up_weight,
+                         self.down_weight)
+
+
+def swiglu_width(d_model, multiple=8):
+    """LLaMA's SwiGLU hidden width: 2/3 of 4·d_model, so that three C×F matrices hold as many
+    weights as GELU's two at 4·d_model, rounded up to a multiple of 8 (LLaMA rounds to 256)."""
+    return multiple * math.ceil(8 * d_model / (3 * multiple))
+
+
 @dataclass(frozen=True)
 class FeedForwardKind:
     """A feed-forward variant that `ModelConfig(activation=...)` can name.
@@ -237,6 +261,7 @@ class FeedForwardKind:
 FEED_FORWARDS = {
     "gelu": FeedForwardKind(partial(FeedForward, activation="gelu"), lambda C: 4 * C, 2, True),
     "relu": FeedForwardKind(partial(FeedForward, activation="relu"), lambda C: 4 * C, 2, True),
+    "swiglu": FeedForwardKind(SwiGLUFeedForward, swiglu_width, 3, False),
 }
 
 

@@ -35,6 +35,9 @@ def torch_model_from(model, device="cpu"):
                 return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-6) * P[prefix + ".weight"]
 
             def ffn(h, prefix):  # h (B*T, C) -> (B*T, C)
+                if cfg.activation == "swiglu":  # (silu(h W_g) * h W_u) W_d, no biases
+                    gate = F.silu(h @ P[prefix + "gate_weight"])
+                    return (gate * (h @ P[prefix + "up_weight"])) @ P[prefix + "down_weight"]
                 if cfg.activation == "relu":
                     a = F.relu(torch.addmm(P[prefix + "up_bias"], h, P[prefix + "up_weight"]))
                 else:

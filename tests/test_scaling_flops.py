@@ -97,7 +97,8 @@ def test_params_count_stand_in_by_hand():
 def test_params_count_matches_the_real_model():
     model = pytest.importorskip("minichinchilla.model")
     for kw in ({}, {"norm": "rmsnorm"}, {"tie_embeddings": False}, {"pos_encoding": "rope"},
-               {"d_ff": 100}):
+               {"d_ff": 100}, {"activation": "relu"}, {"activation": "swiglu"},
+               {"activation": "swiglu", "d_ff": 100, "norm": "rmsnorm"}):
         cfg = model.ModelConfig(vocab_size=97, seq_len=16, d_model=32, n_layers=2, n_heads=4, **kw)
         lm = model.TransformerLM(cfg)
         pc = params_count(cfg)
@@ -125,6 +126,18 @@ def test_model_flops_close_to_6ND_for_short_context():
     c = StandInConfig(vocab_size=512, seq_len=64, d_model=256, n_layers=4, n_heads=4)
     ratio = model_flops(c) / flops_6nd(params_count(c).total, c.seq_len)
     assert 0.95 < ratio < 1.1
+
+
+def test_swiglu_stand_in_by_hand():
+    """SwiGLU: three C×F matrices and no FFN biases; F defaults to 8C/3 rounded up to a multiple of 8."""
+    C, L, T = 32, 2, 16
+    gelu, swiglu = params_count(StandInConfig()), params_count(StandInConfig(activation="swiglu"))
+    F_gelu, F_swiglu = 4 * C, 88  # 8 * 32 / 3 = 85.3 -> 88
+    assert swiglu.total - gelu.total == L * (3 * C * F_swiglu - (2 * C * F_gelu + F_gelu + C))
+    same_f = StandInConfig(activation="swiglu", d_ff=64)
+    assert model_flops(same_f) - model_flops(StandInConfig(d_ff=64)) == 3 * L * 2 * T * C * 64
+    with pytest.raises(ValueError, match="activation"):
+        params_count(StandInConfig(activation="tanh"))
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True])

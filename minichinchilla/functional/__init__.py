@@ -17,6 +17,7 @@ from .linear import linear_backward, linear_forward
 from .norms import layernorm_backward, layernorm_forward, rmsnorm_backward, rmsnorm_forward
 from .rope import rope_backward, rope_forward, rope_tables
 from .softmax import softmax_backward, softmax_forward
+from .swiglu import swiglu_backward, swiglu_forward
 
 __all__ = [
     "linear_forward", "linear_backward",
@@ -28,6 +29,7 @@ __all__ = [
     "relu_forward", "relu_backward",
     "gelu_forward", "gelu_backward",
     "ffn_forward", "ffn_backward",
+    "swiglu_forward", "swiglu_backward",
     "attention_forward", "attention_backward", "attention_step", "attention_weights",
     "rope_forward", "rope_backward", "rope_tables",
 ]

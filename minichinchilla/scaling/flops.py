@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..nn import FEED_FORWARDS
+
 __all__ = [
     "flops_6nd",
     "transformer_flops",
@@ -214,8 +216,17 @@ def _cfg(config, name, default=None, required=True):
         return getattr(config, name)
     if required:
         raise TypeError(f"config has no attribute {name!r} (needs vocab_size, seq_len, d_model, "
-                        f"n_layers, n_heads, d_ff, norm, tie_embeddings, pos_encoding)")
+                        f"n_layers, n_heads; optional d_ff, activation, norm, tie_embeddings, "
+                        f"pos_encoding)")
     return default
+
+
+def _feed_forward(config):
+    """The config's feed-forward variant (nn.FEED_FORWARDS): its matrix count, biases, width."""
+    name = _cfg(config, "activation", "gelu", required=False)
+    if name not in FEED_FORWARDS:
+        raise ValueError(f"config.activation must be one of {list(FEED_FORWARDS)}, got {name!r}")
+    return FEED_FORWARDS[name]
 
 
 def _shape(config):
@@ -225,7 +236,7 @@ def _shape(config):
     L = int(_cfg(config, "n_layers"))
     NH = int(_cfg(config, "n_heads"))
     F = _cfg(config, "d_ff", None, required=False)
-    F = 4 * C if F is None else int(F)
+    F = _feed_forward(config).default_d_ff(C) if F is None else int(F)
     for name, v in (("vocab_size", V), ("seq_len", T), ("d_model", C), ("n_layers", L),
                     ("n_heads", NH), ("d_ff", F)):
         if v <= 0:
@@ -241,11 +252,15 @@ def params_count(config):
     with `TransformerLM.num_params()` for every norm / tying / position option.
 
     Inputs:  config with vocab_size V, seq_len T, d_model C, n_layers L, n_heads NH, d_ff F
-             (None → 4C), norm ('layernorm': weight+bias; 'rmsnorm': weight), tie_embeddings,
-             pos_encoding ('learned' adds a T×C table; anything else, e.g. 'rope', adds none).
+             (None → the variant's default: 4C, or 8C/3 rounded up to a multiple of 8 for
+             swiglu), activation (a key of nn.FEED_FORWARDS: 'gelu' and 'relu' have two FFN
+             matrices with biases, 'swiglu' three without), norm ('layernorm': weight+bias;
+             'rmsnorm': weight), tie_embeddings, pos_encoding ('learned' adds a T×C table;
+             anything else, e.g. 'rope', adds none).
     Returns: ParamCount(total, non_embedding, embedding). A tied embedding is counted once.
     """
     V, T, C, L, NH, F = _shape(config)
+    ffn = _feed_forward(config)
     norm = str(_cfg(config, "norm", "layernorm", required=False)).lower()
     per_norm = C if norm == "rmsnorm" else 2 * C
     tied = bool(_cfg(config, "tie_embeddings", True, required=False))
@@ -255,8 +270,8 @@ def params_count(config):
              + C * 3 * C + 3 * C  # fused QKV weight and bias
              + C * C + C  # attention output projection
              + per_norm  # ln_2
-             + C * F + F  # FFN up
-             + F * C + C)  # FFN down
+             + ffn.n_matrices * C * F  # FFN: up and down (and SwiGLU's gate), each C×F
+             + (F + C if ffn.bias else 0))  # FFN biases
     non_embedding = L * block + per_norm  # + final norm
     embedding = V * C + (T * C if learned_pos else 0) + (0 if tied else V * C)
     return ParamCount(total=non_embedding + embedding, non_embedding=non_embedding,
@@ -269,13 +284,15 @@ def model_flops(config, seq_len=None):
     Counted (forward, each matmul (m×k)@(k×n) = 2·m·n·k; chapters/09-compute-optimal.md, eq. 9.2),
     then × 3 for forward + backward (eq. 9.4):
       per block: fused QKV 2·T·C·3C; scores Q@K^T 2·T·T·C; weights@V 2·T·T·C; output projection
-      2·T·C·C; FFN 2·T·C·F + 2·T·F·C;  after the blocks: tied logits h@E^T 2·T·C·V.
+      2·T·C·C; FFN 2·T·C·F per matrix (up and down; SwiGLU adds its gate: three);  after the
+      blocks: tied logits h@E^T 2·T·C·V.
     The attention matmuls are counted over the full T×T square, the conventional count. The
     package's blocked causal kernel skips blocks that lie wholly in the future (about half the
     square at large T) and its backward recomputes the scores; notebook 09 measures both.
     NOT counted: the embedding lookups (a gather, no arithmetic — unlike Hoffmann et al.'s 2·S·V·d),
-    bias adds, LayerNorm, softmax, GELU, residual adds, the loss and the optimiser step; all
-    O(T·C) or O(T·T·NH), a few per cent at most for the small models of this course.
+    bias adds, LayerNorm, softmax, GELU (or SwiGLU's gating), residual adds, the loss and the
+    optimiser step; all O(T·C), O(T·F) or O(T·T·NH), a few per cent at most for the small models
+    of this course.
 
     With F = 4C and N_ne = 12·L·C² (the blocks' matmul weights), the count divided by 6·N_ne·T is
     exactly 1 + T/(6C) + V/(12·L·C): attention scores and the logits are what 6ND leaves out
@@ -293,7 +310,6 @@ def model_flops(config, seq_len=None):
              + 2 * T * T * C  # scores: NH × (T, hs) @ (hs, T), hs·NH = C
              + 2 * T * T * C  # mix: NH × (T, T) @ (T, hs)
              + 2 * T * C * C  # output projection (T, C) @ (C, C)
-             + 2 * T * C * F  # FFN up (T, C) @ (C, F)
-             + 2 * T * F * C)  # FFN down (T, F) @ (F, C)
+             + _feed_forward(config).n_matrices * 2 * T * C * F)  # FFN: (T, C) @ (C, F) per matrix
     forward = L * block + 2 * T * C * V  # + logits (T, C) @ (C, V)
     return 3 * forward
