@@ -44,7 +44,7 @@ def swiglu_forward(x, W_gate, W_up, W_down):
     G = x @ W_gate  # (..., F) gate pre-activation
     U = x @ W_up  # (..., F) value path
     S = _sigmoid(G)  # (..., F) σ(G), kept: silu and its derivative both need it
-    H = (G * S) * U  # (..., F) silu(G) ⊙ U, eqs. 4.13 and 4.15
+    H = (G * S) * U  # (..., F) silu(G) ⊙ U: eq. 4.13 inside eq. 4.15
     out = H @ W_down  # (..., C_out)
     return out, (x, W_gate, W_up, W_down, G, U, S, H)
 
