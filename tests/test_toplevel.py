@@ -167,3 +167,28 @@ def test_missing_extra_is_one_error_line_naming_it(tmp_path):
         "error: the 'assignments' command needs nbformat, which is not installed: "
         "pip install 'minichinchilla[assignments]' (or, in a checkout, pip install -e '.[assignments]')"]
     assert not out.exists()
+
+
+ENGINE = {"backend", "functional", "tensor", "nn", "model", "optim", "gradcheck", "composed"}
+
+
+def test_the_engine_imports_only_the_engine():
+    """The layout's promise: backend, functional, tensor, nn, model, optim, gradcheck never import
+    the applications (data, train, scaling, ...) or the course tooling (assignments, book, cli)."""
+    pkg = ROOT / "minichinchilla"
+    files = [pkg / f"{m}.py" for m in ENGINE if (pkg / f"{m}.py").is_file()]
+    files += sorted((pkg / "functional").rglob("*.py"))
+    bad = []
+    for path in files:
+        depth = len(path.relative_to(pkg).parts) - 1  # how many dots lead back to the package
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                if node.level > depth:  # above this file's own package: a top-level module
+                    first = (node.module or "").split(".")[0]
+                    targets = [first] if first else [a.name for a in node.names]
+                    bad += [f"{path.relative_to(ROOT)} imports {t}" for t in targets if t not in ENGINE]
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                bad += [f"{path.relative_to(ROOT)} imports {n}" for n in names
+                        if n.startswith("minichinchilla.") and n.split(".")[1] not in ENGINE]
+    assert not bad, bad
