@@ -28,6 +28,8 @@ def cases(rng):
         ("relu", F.relu_forward, F.relu_backward, [r(B, T, C)], {}, ["x"]),
         ("gelu", F.gelu_forward, F.gelu_backward, [r(B, T, C)], {}, ["x"]),
         ("ffn", F.ffn_forward, F.ffn_backward, [r(B, T, C), r(C, 4 * C), r(4 * C), r(4 * C, C), r(C)], {}, ["x", "W1", "b1", "W2", "b2"]),
+        ("swiglu", F.swiglu_forward, F.swiglu_backward, [r(B, T, C), r(C, 12), r(C, 12), r(12, C)], {},
+         ["x", "W_gate", "W_up", "W_down"]),
         ("attention", F.attention_forward, F.attention_backward,
          [r(B, T, C), r(C, 3 * C), r(3 * C), r(C, C), r(C)], dict(n_heads=NH, key_padding_mask=mask), ["x", "Wqkv", "bqkv", "Wo", "bo"]),
         ("attention+rope", F.attention_forward, F.attention_backward,
