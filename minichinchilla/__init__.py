@@ -9,7 +9,7 @@ Used like a small PyTorch::
                                             n_layers=2, n_heads=2))
     opt = mc.optim.AdamW(model.parameters(), lr=3e-3)
 
-The package has three layers; each only imports from the ones above it.
+The package has three layers; the engine imports nothing from the other two.
 
 The engine, what a learner reads beside chapters 01–07:
 
