@@ -11,6 +11,7 @@ Sphinx's own, and nothing is fetched from a CDN (ipywidgets' loader, Thebe and l
 buttons are off).
 """
 import json
+import re
 from pathlib import Path
 
 _here = Path(__file__).resolve().parent
@@ -61,6 +62,7 @@ html_theme = "sphinx_book_theme"
 html_title = "minichinchilla"
 html_static_path = ["_static"]
 html_css_files = ["book.css"]
+html_js_files = ["book.js"]
 html_favicon = "_static/favicon.svg"  # else the browser asks for /favicon.ico (a 404)
 html_context = {"default_mode": "light"}  # an empty mode makes the theme log an error
 html_copy_source = True
@@ -85,15 +87,61 @@ pygments_style = "tango"
 numfig = False
 
 
-def _no_second_number(app, doctree):
-    """Chapters number their equations with \\tag{N.M} (cited by the code): an equation
-    that carries a \\tag gets no extra Sphinx number (amsmath blocks would get "(1)")."""
+_TAG = re.compile(r"\\tag\*?\{[^{}]*\}")
+_ENV = re.compile(r"\\(begin|end)\{([^{}]*)\}")
+
+
+def _has_top_level_newline(tex: str) -> bool:
+    """Whether `tex` breaks a line (``\\\\``) outside every ``\\begin{…}…\\end{…}``."""
+    depth, i = 0, 0
+    while i < len(tex):
+        if tex.startswith("\\\\", i):
+            if depth == 0:
+                return True
+            i += 2
+            continue
+        m = _ENV.match(tex, i)
+        if m:
+            depth += 1 if m.group(1) == "begin" else -1
+            i = m.end()
+            continue
+        i += 2 if tex[i] == "\\" else 1
+    return False
+
+
+def tagged_display_math(tex: str, open_: str = "\\[", close: str = "\\]") -> str:
+    """The TeX a tagged display equation is handed to MathJax as, whole (no Sphinx wrapper).
+
+    Sphinx wraps any display equation containing ``\\\\`` in ``\\begin{split}`` (even when
+    every ``\\\\`` sits inside a ``cases`` or ``aligned`` of its own), and MathJax 3 refuses
+    a ``\\tag`` inside ``split`` (a red "\\tag not allowed in split environment"). So the
+    equation is passed through as the chapter wrote it; only a line break at its top level
+    gets an ``aligned`` around the lines, with the tag moved after it, where a tag may stand.
+    """
+    body = tex.strip()
+    if _has_top_level_newline(body):
+        tags = _TAG.findall(body)
+        body = _TAG.sub("", body).strip()
+        body = "\\begin{aligned}" + body + "\\end{aligned}" + "".join(tags)
+    return f"{open_}{body}{close}"
+
+
+def _tagged_math_whole(app, doctree):
+    """Chapters number their equations with \\tag{N.M} (cited by the code): such an
+    equation gets no extra Sphinx number (amsmath blocks would get "(1)") and is not wrapped
+    in ``split`` (see `tagged_display_math`)."""
     from docutils import nodes
 
+    open_, close = app.config.mathjax_display
     for node in doctree.findall(nodes.math_block):
-        if "\\tag{" in node.astext():
-            node["number"] = None
+        text = node.astext()
+        if "\\tag" not in text:
+            continue
+        node["number"] = None
+        if not node.get("nowrap"):
+            node["nowrap"] = True
+            node[:] = [nodes.Text(tagged_display_math(text, open_, close))]
 
 
 def setup(app):
-    app.connect("doctree-read", _no_second_number)
+    app.connect("doctree-read", _tagged_math_whole)

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cli import run_command
+from .course import student_notebook
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -85,13 +86,104 @@ def _sort_key(name: str):
     return (0, int(m.group(1)), name) if m else (1, 0, name)
 
 
+MANIFEST = ".book-manifest.json"
+
+
+class OwnedFolder:
+    """A folder the build writes into, and the list of the files it wrote there.
+
+    The build deletes a file only if it wrote it: the list (``.book-manifest.json`` in the
+    folder) is the proof. A folder that exists, is not empty and has no list was not made by
+    the build, and is refused before anything is written or deleted (`check`). A file someone
+    put into a build folder later is not on the list, so it is never deleted either.
+    """
+
+    def __init__(self, path: Path, flag: str):
+        self.path = Path(path)
+        self.flag = flag  # names the option it came from, in error messages
+        self.files: set[str] = set()  # posix paths relative to the folder
+        self.foreign: set[str] = set()  # files found here that the build did not write
+
+    def _manifest(self) -> set[str] | None:
+        try:
+            data = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        files = data.get("files") if isinstance(data, dict) else None
+        return {f for f in files if isinstance(f, str)} if isinstance(files, list) else None
+
+    def _present(self) -> set[str]:
+        found = set()
+        for dirpath, _, filenames in os.walk(self.path):
+            for fn in filenames:
+                found.add((Path(dirpath) / fn).relative_to(self.path).as_posix())
+        found.discard(MANIFEST)
+        return found
+
+    def check(self) -> None:
+        """ValueError (naming the flag) unless the folder is absent, empty or the build's own."""
+        p = self.path
+        if p.is_symlink() or (p.exists() and not p.is_dir()):
+            raise ValueError(f"{self.flag}: {p} exists and is not a folder")
+        if p.is_dir() and any(p.iterdir()) and self._manifest() is None:
+            raise ValueError(f"{self.flag}: {p} is not empty and was not made by 'book build' "
+                             f"(it has no {MANIFEST}); refusing to write into it or delete "
+                             "anything there: choose a new or empty folder")
+
+    def open(self) -> None:
+        self.check()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.files = self._manifest() or set()
+        present = self._present()
+        self.files &= present  # forget files that are gone
+        self.foreign = present - self.files
+        self.seal()
+
+    def owns(self, rel: str) -> bool:
+        return rel in self.files or rel not in self.foreign
+
+    def remove(self, rel: str) -> None:
+        """Delete one file the build wrote (and folders that leaves empty); others stay."""
+        if rel not in self.files:
+            return
+        (self.path / rel).unlink(missing_ok=True)
+        self.files.discard(rel)
+        parent = (self.path / rel).parent
+        while parent != self.path and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+    def clear(self) -> None:
+        for rel in sorted(self.files):
+            self.remove(rel)
+        self.seal()
+
+    def seal(self) -> None:
+        """Record what the build wrote: everything here now except the files it found."""
+        if not self.path.is_dir():
+            return
+        self.files = self._present() - self.foreign
+        tmp = self.path / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps({"written_by": "python -m minichinchilla book build",
+                                   "files": sorted(self.files)}, indent=0) + "\n",
+                       encoding="utf-8")
+        os.replace(tmp, self.path / MANIFEST)
+
+
 class _Tree:
     """Files to write into the assembled source folder; unchanged files are left untouched
-    (so Sphinx's incremental build works) and files no longer wanted are removed."""
+    (so Sphinx's incremental build works) and files of the build no longer wanted are
+    removed (never a file the build did not write: `OwnedFolder`)."""
 
-    def __init__(self, base: Path):
-        self.base = base
+    def __init__(self, folder: OwnedFolder):
+        self.folder = folder
+        self.base = folder.path
         self.keep: set[str] = set()
+
+    def _writable(self, rel: str) -> bool:
+        if self.folder.owns(rel):
+            return True
+        raise BookError(f"{self.base / rel} was not written by the build; move it away")
 
     def write(self, rel: str, data: bytes | str) -> None:
         if isinstance(data, str):
@@ -100,6 +192,7 @@ class _Tree:
         self.keep.add(rel)
         if dest.is_file() and dest.read_bytes() == data:
             return
+        self._writable(rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(data)
 
@@ -110,6 +203,7 @@ class _Tree:
             s, d = src.stat(), dest.stat()
             if s.st_size == d.st_size and int(s.st_mtime) == int(d.st_mtime):
                 return
+        self._writable(rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest)
 
@@ -121,13 +215,10 @@ class _Tree:
                 self.copy(posixpath.join(rel, p.relative_to(src).as_posix()), p.resolve())
 
     def prune(self) -> None:
-        for dirpath, dirnames, filenames in os.walk(self.base, topdown=False):
-            for fn in filenames:
-                rel = (Path(dirpath) / fn).relative_to(self.base).as_posix()
-                if rel not in self.keep:
-                    (Path(dirpath) / fn).unlink()
-            if dirpath != str(self.base) and not os.listdir(dirpath):
-                os.rmdir(dirpath)
+        self.folder.seal()
+        for rel in sorted(self.folder.files - self.keep):
+            self.folder.remove(rel)
+        self.folder.seal()
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -186,9 +277,6 @@ def _release_assignments(root: Path, dest: Path, plan: Plan) -> Path | None:
             "The assignments are published here as student versions (without solutions) once "
             "the release command `python -m minichinchilla.assignments release` is in place.")
         return None
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run([sys.executable, *cmd], cwd=root, env=env, capture_output=True,
@@ -471,7 +559,11 @@ def _render_doc(plan: Plan, doc: Doc, md) -> str | bytes:
         if not _notebook_title(nb):
             raise BookError(f"{doc.origin}: the notebook has no title (its first Markdown "
                             "cell must start with a '# Title' heading)")
+        if doc.kind == "notebook":  # the reader's version: "write it yourself" solutions hidden
+            nb = student_notebook(nb, doc.origin)
         for i, cell in enumerate(nb.get("cells", [])):
+            if cell.get("cell_type") == "code":
+                _describe_plots(cell, nb, i)
             if cell.get("cell_type") != "markdown":
                 continue
             src = cell.get("source", "")
@@ -481,12 +573,82 @@ def _render_doc(plan: Plan, doc: Doc, md) -> str | bytes:
                 cell["source"] = new
         return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
     text = _process_links(plan, doc, doc.read_from.read_text(encoding="utf-8"), md, doc.origin)
+    if doc.kind == "chapter":
+        text = _with_notebook_link(plan, doc, text)
     if doc.orphan:  # reached by links only (README.md, say): not in the table of contents
         if text.startswith("---\n"):
             text = "---\norphan: true\n" + text[4:]
         else:
             text = "---\norphan: true\n---\n\n" + text
     return text
+
+
+def _is_plot(output: dict) -> bool:
+    return any(k.startswith("image/") for k in output.get("data", {}))
+
+
+def _plot_description(cell: dict, nb: dict, index: int) -> str:
+    """What a plot cell draws, from its source: title and axis labels, else its first comment,
+    else the heading of the section it sits in."""
+    src = cell.get("source", "")
+    src = "".join(src) if isinstance(src, list) else src
+    lit = r"""f?(["'])((?:(?!\1).)+)\1"""
+
+    def strings(*names: str) -> list[str]:
+        found = []
+        for name in names:
+            for m in re.finditer(rf"\b(?:set_)?{name}\s*[(=]\s*{lit}", src):
+                text = re.sub(r"\{[^{}]*\}", "…", m.group(2)).strip()
+                if text and text not in found:
+                    found.append(text)
+        return found
+
+    titles, xs, ys = strings("suptitle", "title"), strings("xlabel"), strings("ylabel")
+    if ys and xs:
+        what = "; ".join(f"{y} against {xs[min(i, len(xs) - 1)]}" for i, y in enumerate(ys))
+        return f"Plot of {what}" + (f" ({', '.join(titles)})" if titles else "")
+    if titles:
+        return "Plot: " + "; ".join(titles)
+    comment = re.search(r"^\s*#\s*(?!NBVAL)(.{8,})$", src, re.M)
+    if comment:
+        return "Plot: " + comment.group(1).strip()
+    for c in reversed(nb.get("cells", [])[:index]):
+        text = c.get("source", "")
+        text = "".join(text) if isinstance(text, list) else text
+        if c.get("cell_type") == "markdown" and (m := re.search(r"^#+\s+(.+)$", text, re.M)):
+            return f"Plot for the section \u201c{re.sub(r'[`*_$]', '', m.group(1)).strip()}\u201d"
+    return "Plot"
+
+
+def _describe_plots(cell: dict, nb: dict, index: int) -> None:
+    """Give a plot output alt text that says what it shows (else Sphinx uses the image's file
+    name, a hash). The cell's own ``mystnb.image.alt`` metadata wins; without it the
+    description comes from the cell's source (`_plot_description`)."""
+    if not any(_is_plot(o) for o in cell.get("outputs", [])):
+        return
+    image = cell.setdefault("metadata", {}).setdefault("mystnb", {}).setdefault("image", {})
+    if not str(image.get("alt", "")).strip():
+        image["alt"] = _plot_description(cell, nb, index)
+
+
+def _with_notebook_link(plan: Plan, doc: Doc, text: str) -> str:
+    """A chapter page opens with a pointer to its notebook (the published, solution-free
+    version) and how to run a copy of it."""
+    m = _NUM.match(posixpath.basename(doc.src))
+    notebooks = [d for d in plan.docs.values() if d.kind == "notebook" and m
+                 and _NUM.match(posixpath.basename(d.src))
+                 and int(_NUM.match(posixpath.basename(d.src)).group(1)) == int(m.group(1))]
+    heading = re.search(r"^#\s+.+$", text, re.M)
+    if not notebooks or not heading:
+        return text
+    links = ", ".join(
+        f"[{posixpath.basename(d.src)}]({posixpath.relpath(d.src, posixpath.dirname(doc.src))})"
+        for d in notebooks)
+    note = (f"\n\n:::{{note}}\nThis chapter's notebook: {links}. To run it yourself, make your own "
+            "copy of the course notebooks (with the exercises' solutions hidden) and open it: "
+            "`python -m minichinchilla course init my-course`, then "
+            "`jupyter lab my-course/notebooks`.\n:::\n")
+    return text[:heading.end()] + note + text[heading.end():]
 
 
 def _doc_title(doc: Doc) -> str:
@@ -509,8 +671,9 @@ def _doc_title(doc: Doc) -> str:
 
 
 def _toc_label(plan: Plan, tree_path: str) -> str | None:
-    """Sidebar label for a notebook that follows its chapter: "Notebook 03", plus the
-    notebook's own title where it differs from the chapter's (else both read the same)."""
+    """Sidebar label for a notebook: "Notebook 03" right under its chapter (whose title says
+    what both are about), the same for every chapter; a notebook with no chapter of its
+    number adds its own title."""
     doc = next(d for d in plan.docs.values() if d.src == tree_path)
     if doc.kind != "notebook":
         return None
@@ -522,11 +685,10 @@ def _toc_label(plan: Plan, tree_path: str) -> str | None:
                     and _NUM.match(posixpath.basename(d.src))
                     and int(_NUM.match(posixpath.basename(d.src)).group(1)) == int(m.group(1))),
                    None)
-    label = f"Notebook {m.group(1)}"
-    if chapter is None or _doc_title(chapter) != title:
+    if chapter is None:  # a notebook without a chapter: its own title says what it is
         rest = re.sub(r"^\d+\s*[·.:\-–—]?\s*", "", title)
-        label += f": {rest}" if rest else ""
-    return label
+        return f"Notebook {m.group(1)}" + (f" · {rest}" if rest else "")
+    return f"Notebook {m.group(1)}"
 
 
 def _index_page(root: Path, plan: Plan) -> str:
@@ -590,16 +752,28 @@ def _install_mathjax(tree: _Tree) -> dict:
 # ----------------------------------------------------------------------------- assembly
 
 
-def assemble(root: Path, src: Path, release_dir: Path | None = None) -> Plan:
-    """Write the book's sources into `src` (a build folder) and return the plan."""
+def assemble(root: Path, src: Path | OwnedFolder, release_dir: Path | None = None) -> Plan:
+    """Write the book's sources into `src` (a build folder) and return the plan.
+
+    The released assignments go to `release_dir` (default: a temporary folder)."""
     root = Path(root).resolve()
-    src = Path(src)
     if not (root / "book" / "conf.py").is_file():
-        raise BookError(f"{root} has no book/conf.py: is it the repository root?")
-    release_dir = release_dir or src.parent / (src.name + "-assignments")
+        raise ValueError(f"--root {root}: no book/conf.py there: is it the repository root?")
+    folder = src if isinstance(src, OwnedFolder) else OwnedFolder(Path(src), "--out")
+    if release_dir is None:
+        with tempfile.TemporaryDirectory(prefix="book-assignments-") as tmp:
+            return assemble(root, folder, Path(tmp))
+    folder.open()
+    try:
+        return _assemble(root, folder, release_dir)
+    finally:
+        folder.seal()
+
+
+def _assemble(root: Path, folder: OwnedFolder, release_dir: Path) -> Plan:
     plan = _plan(root, release_dir)
-    src.mkdir(parents=True, exist_ok=True)
-    tree = _Tree(src)
+    src = folder.path
+    tree = _Tree(folder)
     md = _md_parser()
     done: set[str] = set()
     while True:  # pages found through links may add pages: repeat until nothing is new
@@ -677,9 +851,19 @@ class _Refs(html.parser.HTMLParser):
             self.links.append(a["href"])
 
 
+_SPLIT = re.compile(r"\\begin\{split\}(.*?)\\end\{split\}", re.S)
+
+
+def tag_in_split(rel: str, html_text: str) -> list[str]:
+    """Equations MathJax 3 refuses: a \\tag inside \\begin{split} (shows a red error)."""
+    return [f"{rel}: \\tag inside \\begin{{split}}: {m.group(1).strip()[:60]}…"
+            for m in _SPLIT.finditer(html_text) if "\\tag" in m.group(1)]
+
+
 def check_site(out: Path) -> list[str]:
     """Problems in the built site: a resource from another host, a local link or resource
-    that is not there, or a CSS url() to another host."""
+    that is not there, a CSS url() to another host, or an equation MathJax cannot typeset
+    because Sphinx put its \\tag inside a split environment."""
     problems: list[str] = []
     out = Path(out)
     for page in sorted(out.rglob("*.html")):
@@ -701,6 +885,7 @@ def check_site(out: Path) -> list[str]:
                 target = target / "index.html"
             if not target.exists():
                 problems.append(f"{rel}: link to missing {url}")
+        problems += tag_in_split(rel, page.read_text(encoding="utf-8", errors="replace"))
     for css in sorted(out.rglob("*.css")):
         for m in re.finditer(r"""(?:@import\s+|url\()\s*["']?((?:https?:)?//[^"')\s]+)""",
                              css.read_text(encoding="utf-8", errors="replace")):
@@ -708,46 +893,107 @@ def check_site(out: Path) -> list[str]:
     return problems
 
 
-def _prune_site(out: Path, src: Path) -> None:
-    """Remove pages of documents that are gone (Sphinx leaves them behind)."""
-    if not out.is_dir():
-        return
+def _prune_site(site: OwnedFolder, src: Path) -> None:
+    """Remove pages of documents that are gone (Sphinx leaves them behind), if it wrote them."""
     keep = {"genindex", "search", "py-modindex"}
-    for page in out.rglob("*.html"):
-        rel = page.relative_to(out).as_posix()
+    for rel in sorted(site.files):
+        if not rel.endswith(".html"):
+            continue
         if rel.split("/", 1)[0] in ("_static", "_sources", "_images", "_downloads"):
             continue
         doc = rel[:-5]
         if doc in keep or (src / (doc + ".md")).is_file() or (src / (doc + ".ipynb")).is_file():
             continue
-        page.unlink()
+        site.remove(rel)
+
+
+def check_port(port: int) -> int:
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port {port}: a TCP port is 0..65535 (0: any free port)")
+    return port
+
+
+def default_out(root: Path) -> Path:
+    """Where `book build` writes the site: inside the repository, in git-ignored _build/."""
+    return Path(root) / "_build" / "book"
+
+
+def work_folders(out: Path, src: Path | None = None) -> dict[str, Path]:
+    """Every folder a build into `out` writes: the site and, beside it, the assembled
+    sources, Sphinx's cache and MyST-NB's images (it puts them in ``jupyter_execute`` next to
+    the site, before Sphinx copies them in)."""
+    out = Path(out)
+    return {"site": out, "src": Path(src or out.parent / (out.name + "-src")).absolute(),
+            "doctrees": out.parent / (out.name + "-doctrees"),
+            "outputs": out.parent / "jupyter_execute"}
+
+
+def build_folders(root: Path | None = None, out: Path | None = None,
+                  src: Path | None = None, jobs: int = 1) -> tuple[Path, dict[str, OwnedFolder]]:
+    """Check every argument of a build before anything is touched (ValueError naming the
+    flag): the root, the jobs, and that each folder the build writes (the site, and beside it
+    its assembled sources, Sphinx's cache and MyST-NB's images) is absent, empty or the
+    build's own."""
+    root = Path(root or default_root()).resolve()
+    if not root.is_dir():
+        raise ValueError(f"--root {root}: no such folder")
+    if not (root / "book" / "conf.py").is_file():
+        raise ValueError(f"--root {root}: no book/conf.py there: is it the repository root?")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"--jobs {jobs}: expected a whole number >= 1")
+    out = Path(out or default_out(root)).absolute()
+    if out.resolve() == root or out.resolve() in root.parents:
+        raise ValueError(f"--out {out}: the site cannot be the repository or a folder above it")
+    paths = work_folders(out, src)
+    folders = {"site": OwnedFolder(out, "--out"),
+               "src": OwnedFolder(paths["src"], f"--out (its sources folder {paths['src'].name})"),
+               "doctrees": OwnedFolder(paths["doctrees"],
+                                       f"--out (its cache folder {paths['doctrees'].name})"),
+               "outputs": OwnedFolder(paths["outputs"],
+                                      "--out (MyST-NB's image folder jupyter_execute beside it)")}
+    for f in folders.values():
+        f.check()
+    return root, folders
 
 
 def build(root: Path | None = None, out: Path | None = None, src: Path | None = None,
           jobs: int = 1, clean: bool = False, verbose: bool = True) -> BuildResult:
-    """Assemble and build the book; raise BookError on anything that broke."""
+    """Assemble and build the book; raise BookError on anything that broke, ValueError on
+    bad arguments (before anything is written or deleted)."""
     t0 = time.perf_counter()
-    root = Path(root or default_root()).resolve()
-    out = Path(out or root / "_build" / "book").resolve()
-    src = Path(src or out.parent / (out.name + "-src")).resolve()
-    doctrees = out.parent / (out.name + "-doctrees")
+    root, folders = build_folders(root, out, src, jobs)
+    for f in folders.values():
+        f.open()
+    try:
+        return _build(root, folders, jobs, clean, verbose, t0)
+    finally:
+        for f in folders.values():
+            f.seal()
+
+
+def _build(root: Path, folders: dict[str, OwnedFolder], jobs: int, clean: bool, verbose: bool,
+           t0: float) -> BuildResult:
+    site, cache = folders["site"], folders["doctrees"]
+    out, src, doctrees = site.path, folders["src"].path, cache.path
     if clean:
-        for d in (out, src, doctrees):
-            shutil.rmtree(d, ignore_errors=True)
-    plan = assemble(root, src)
+        for f in folders.values():
+            f.clear()
+    with tempfile.TemporaryDirectory(prefix="book-assignments-") as released:
+        plan = assemble(root, folders["src"], Path(released))
+        titles = sorted(f"{d.src}\t{_doc_title(d)}" for d in plan.docs.values())
     # Sphinx re-reads pages when a config *value* changes, not when conf.py's code does
     # (an event handler, say): start from fresh doctrees whenever conf.py changed.
     stamp = doctrees / ".book-conf-hash"
     conf_hash = hashlib.sha256((src / "conf.py").read_bytes()
                                + (src / "_book_settings.json").read_bytes()).hexdigest()
     if not stamp.is_file() or stamp.read_text() != conf_hash:
-        shutil.rmtree(doctrees, ignore_errors=True)
+        cache.clear()
     # Every page's sidebar shows the whole table of contents, but Sphinx rewrites only the
     # pages that changed: when the TOC or a page title changed, write all pages (-a).
     toc_stamp = doctrees / ".book-toc-hash"
     toc_hash = hashlib.sha256("\n".join(
         [(src / "index.md").read_text(encoding="utf-8")]
-        + sorted(f"{d.src}\t{_doc_title(d)}" for d in plan.docs.values())).encode()).hexdigest()
+        + titles).encode()).hexdigest()
     write_all = not toc_stamp.is_file() or toc_stamp.read_text() != toc_hash
     for n in plan.notices:
         print(f"book: note: {n}", file=sys.stderr)
@@ -776,9 +1022,13 @@ def build(root: Path | None = None, out: Path | None = None, src: Path | None = 
     # raw-HTML <img src> etc. are not copied by Sphinx: put them where the pages expect them
     for rel in plan.html_assets:
         dest = out / rel
+        if not site.owns(rel):
+            warnings.append(f"{dest} was not written by the build; move it away")
+            continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(plan.assets[rel], dest)
-    _prune_site(out, src)
+    site.seal()
+    _prune_site(site, src)
     if not warnings:
         warnings += check_site(out)
     dt = time.perf_counter() - t0
@@ -788,7 +1038,8 @@ def build(root: Path | None = None, out: Path | None = None, src: Path | None = 
     if warnings:
         # an incremental build would not re-read the pages that warned, and would pass:
         # forget the cached environment so the next build reports them again
-        shutil.rmtree(doctrees, ignore_errors=True)
+        cache.seal()
+        cache.clear()
         raise BookError("the book did not build cleanly:\n" + "\n".join(warnings))
     pages = [re.sub(r"\.(md|ipynb)$", ".html", p)
              for p in plan.chapters_toc + plan.assignments_toc]
@@ -833,8 +1084,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    root = Path(args.root or default_root()).resolve()
-    out = Path(args.out or root / "_build" / "book").resolve()
+    # every argument is checked before anything is built, written or deleted
+    if args.cmd == "serve":
+        check_port(args.port)
+    root, folders = build_folders(args.root, args.out, jobs=getattr(args, "jobs", 1))
+    out = folders["site"].path
     try:
         if args.cmd == "build" or args.rebuild or not (out / "index.html").is_file():
             r = build(root=root, out=out, jobs=getattr(args, "jobs", 1),

@@ -23,6 +23,7 @@ import http.server
 import importlib.util
 import json
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -37,6 +38,7 @@ from pathlib import Path
 import pytest
 
 from minichinchilla import book
+from minichinchilla.book import MANIFEST
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "_build" / "artifacts"
@@ -48,10 +50,15 @@ try:
     _no_mathjax = ""
 except book.BookError as e:
     _no_mathjax = str(e)
-needs_docs = pytest.mark.skipif(
+_skip_without_docs = pytest.mark.skipif(
     bool(_missing_docs or _no_mathjax),
     reason=(f"docs packages missing ({', '.join(_missing_docs)}): "
             "pip install -r requirements-docs.txt" if _missing_docs else _no_mathjax))
+
+
+def needs_docs(test):
+    """Needs the docs stack (marked `docs` for CI's phase 2; skipped cleanly without it)."""
+    return pytest.mark.docs(_skip_without_docs(test))
 
 
 def _browser_missing() -> str:
@@ -64,7 +71,12 @@ def _browser_missing() -> str:
     return ""
 
 
-needs_browser = pytest.mark.skipif(bool(_browser_missing()), reason=_browser_missing() or "-")
+_skip_without_browser = pytest.mark.skipif(bool(_browser_missing()),
+                                           reason=_browser_missing() or "-")
+
+
+def needs_browser(test):
+    return pytest.mark.docs(_skip_without_browser(test))
 
 
 # ----------------------------------------------------------------------------- the sample
@@ -112,6 +124,25 @@ Scaled dot-product attention with a causal mask:
 
 $$
 S = \frac{Q K^\top}{\sqrt{d}} + M, \qquad P = \mathrm{softmax}(S). \tag{3.2}
+$$
+
+A mask with cases, whose line breaks make Sphinx reach for a split environment:
+
+$$
+M_{ts} =
+\begin{cases}
+0 & s \le t , \\
+-\infty & \text{otherwise.}
+\end{cases}
+\tag{3.3}
+$$
+
+and two lines with no environment of their own:
+
+$$
+a = b + c \\
+d = e
+\tag{3.5}
 $$
 
 ```{math}
@@ -167,6 +198,14 @@ NB03 = _nb([
     _code("plt.imshow(P); plt.show()", [{"output_type": "display_data", "metadata": {},
                                          "data": {"image/png": base64.b64encode(_png()).decode(),
                                                   "text/plain": "<Figure>"}}]),
+    _code("ax.plot(losses)\nax.set(xlabel='step', ylabel='loss')\nplt.show()",
+          [{"output_type": "display_data", "metadata": {},
+            "data": {"image/png": base64.b64encode(_png(8, 8)).decode(), "text/plain": "<Figure>"}}],
+          mystnb={"image": {"alt": "Training loss falling over 100 steps"}}),
+    _md("## Write it yourself\n\nThe weights, by hand:"),
+    _code("def weights(S):\n    ### BEGIN SOLUTION\n    return softmax(S)  # WRITE-IT-YOURSELF-SECRET\n"
+          "    ### END SOLUTION\n", [{"output_type": "stream", "name": "stdout",
+                                    "text": "SECRET-OUTPUT\n"}]),
     _md("$$\nP = \\mathrm{softmax}(S) \\tag{3.4}\n$$"),
 ])
 
@@ -259,7 +298,19 @@ def test_assemble_rewrites_links_and_keeps_layout(tmp_path):
     assert readme.startswith("---\norphan: true\n---") and "](tests/index.md)" in readme
     index = (src / "index.md").read_text()
     assert index.index("chapters/03-attention\n") < index.index("<notebooks/03-attention>")
-    assert "Notebook 03: Attention (notebook) <notebooks/03-attention>" in index
+    assert "Notebook 03 <notebooks/03-attention>" in index  # the same label under every chapter
+    # the chapter page points at its notebook and says how to run a copy
+    assert "[03-attention.ipynb](../notebooks/03-attention.ipynb)" in ch3
+    assert "course init" in ch3
+    nb = json.loads((src / "notebooks/03-attention.ipynb").read_text())
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    assert not any("WRITE-IT-YOURSELF-SECRET" in c for c in code)  # the solution is hidden
+    assert any("raise NotImplementedError" in c for c in code)
+    alts = [c["metadata"].get("mystnb", {}).get("image", {}).get("alt") for c in nb["cells"]
+            if c["cell_type"] == "code" and c.get("outputs")
+            and "image/png" in c["outputs"][0].get("data", {})]
+    assert alts == ["Plot for the section \u201c03 Attention (notebook)\u201d",
+                    "Training loss falling over 100 steps"]
     assert ":caption: Assignments" in index
     # only the released student version is in the book, never the instructor one
     released = (src / "notebooks/assignments/01-softmax.ipynb").read_text()
@@ -315,6 +366,23 @@ def test_broken_cross_reference_fails_the_build(tmp_path):
     assert "eq-missing" in str(err.value)
 
 
+def test_check_site_flags_a_tag_inside_split(tmp_path):
+    """Sphinx's wrapping of multi-line equations, which MathJax 3 refuses (eq. 3.3's red box)."""
+    (tmp_path / "bad.html").write_text(
+        '<div class="math">\\[\\begin{split}M = \\begin{cases} 0 \\\\ 1 \\end{cases}'
+        '\\tag{3.3}\\end{split}\\]</div>')
+    (tmp_path / "good.html").write_text(
+        '<div class="math">\\[\\begin{split}a \\\\ b\\end{split}\\]</div><div class="math">'
+        '\\[M = \\begin{cases} 0 \\\\ 1 \\end{cases}\\tag{3.3}\\]</div>')
+    problems = book.check_site(tmp_path)
+    assert len(problems) == 1 and problems[0].startswith("bad.html: \\tag inside"), problems
+
+
+def _site_tagged_in_split(out: Path) -> list[str]:
+    return [p for page in sorted(out.rglob("*.html"))
+            for p in book.tag_in_split(page.relative_to(out).as_posix(), page.read_text())]
+
+
 def test_check_site_flags_other_hosts_and_missing_files(tmp_path):
     (tmp_path / "a.html").write_text(
         '<script src="https://cdn.example.org/x.js"></script><link rel="stylesheet" '
@@ -363,6 +431,12 @@ def test_sample_build_is_self_contained(sample_site):
     assert (out / "_static/mathjax").is_dir()
     assert (out / "searchindex.js").is_file() and (out / "search.html").is_file()
     assert book.check_site(out) == []
+    assert _site_tagged_in_split(out) == []
+    for secret in ("WRITE-IT-YOURSELF-SECRET", "SECRET-OUTPUT"):  # hidden, output and all
+        assert secret not in "".join(p.read_text(errors="replace") for p in out.rglob("*")
+                                     if p.is_file() and p.suffix in (".html", ".ipynb", ".txt"))
+    assert 'alt="Training loss falling over 100 steps"' in (
+        out / "notebooks/03-attention.html").read_text()
     html = (out / "chapters/03-attention.html").read_text()
     assert "_static/mathjax/" in html and "cdn.jsdelivr" not in html
     assert "SOLUTION-SECRET-LINE" not in "".join(p.read_text(errors="replace")
@@ -378,6 +452,115 @@ def test_real_build(real_site):
     for p in pages:
         assert (out / p).is_file(), p
     assert book.check_site(out) == []
+    assert _site_tagged_in_split(out) == []
+
+
+# ------------------------------------------------------------- what build and serve may touch
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _users_folder(tmp_path: Path) -> Path:
+    d = tmp_path / "mine"
+    (d / "deep").mkdir(parents=True)
+    (d / "thesis.txt").write_text("three years of work")
+    (d / "notes.html").write_text("<p>mine</p>")
+    (d / "deep" / "index.html").write_text("<p>also mine</p>")
+    return d
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["build", "--clean", "--root", "{tmp}/not-a-repo"], "--root"),
+    (["build", "--root", "{tmp}/not-a-repo"], "--root"),
+    (["build", "--clean", "--root", "{repo}"], "--out"),  # a folder the build did not make
+    (["build", "--root", "{repo}"], "--out"),
+    (["build", "--jobs", "0", "--root", "{repo}"], "--jobs"),
+    (["serve", "--root", "{tmp}/not-a-repo"], "--root"),
+    (["serve", "--rebuild", "--root", "{repo}"], "--out"),
+    (["serve", "--port", "70000", "--root", "{repo}"], "--port"),
+    (["serve", "--port", "-1", "--root", "{repo}"], "--port"),
+])
+def test_bad_arguments_are_refused_before_anything_is_touched(tmp_path, capsys, argv, flag):
+    """Issue 15: `book build --clean --out DIR --root NOT_A_REPO` removed DIR; a build into a
+    folder deleted its *.html; `serve --port 70000` gave a traceback. Now: exit 2, one error
+    line naming the flag, and not one file created, changed or deleted."""
+    (tmp_path / "not-a-repo").mkdir()
+    mine = _users_folder(tmp_path)
+    before, siblings = _tree(mine), sorted(p.name for p in tmp_path.iterdir())
+    argv = [a.format(tmp=tmp_path, repo=REPO) for a in argv] + ["--out", str(mine)]
+    assert book.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and flag in err[0], err
+    assert _tree(mine) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == siblings  # no -src, -doctrees, ...
+
+
+def test_a_fresh_out_folder_next_to_user_files_is_fine_but_theirs_is_not(tmp_path):
+    """The folders a build writes beside --out (sources, cache, MyST-NB's images) get the
+    same protection as --out itself."""
+    (tmp_path / "site-src").mkdir()
+    (tmp_path / "site-src" / "draft.md").write_text("mine")
+    with pytest.raises(ValueError, match="site-src"):
+        book.build_folders(REPO, tmp_path / "site")
+    (tmp_path / "site-src" / "draft.md").unlink()
+    root, folders = book.build_folders(REPO, tmp_path / "site")  # empty: fine
+    assert folders["site"].path == tmp_path / "site" and not folders["site"].path.exists()
+    with pytest.raises(ValueError, match="--out"):
+        book.build_folders(REPO, REPO)  # the repository itself
+
+
+def test_owned_folder_deletes_only_what_it_wrote(tmp_path):
+    folder = book.OwnedFolder(tmp_path / "site", "--out")
+    folder.open()
+    (folder.path / "a").mkdir()
+    (folder.path / "a" / "page.html").write_text("built")
+    (folder.path / "index.html").write_text("built")
+    folder.seal()
+    (folder.path / "a" / "notes.html").write_text("the user's, put here later")
+    again = book.OwnedFolder(tmp_path / "site", "--out")
+    again.open()
+    assert again.files == {"a/page.html", "index.html"} and again.foreign == {"a/notes.html"}
+    assert not again.owns("a/notes.html") and again.owns("new.html")
+    again.clear()  # what --clean does
+    assert _tree(folder.path) == {".book-manifest.json": (folder.path / MANIFEST).read_bytes(),
+                                  "a/notes.html": b"the user's, put here later"}
+    again.seal()  # the user's file never becomes the build's
+    assert book.OwnedFolder(tmp_path / "site", "--out")._manifest() == set()
+
+
+def test_prune_site_keeps_pages_the_build_did_not_write(tmp_path):
+    site = book.OwnedFolder(tmp_path / "site", "--out")
+    site.open()
+    for rel in ("index.html", "chapters/gone.html", "chapters/kept.html"):
+        (site.path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site.path / rel).write_text("built")
+    site.seal()
+    (site.path / "chapters" / "mine.html").write_text("the user's")
+    site.open()
+    src = tmp_path / "src" / "chapters"
+    src.mkdir(parents=True)
+    (src / "kept.md").write_text("# Kept")
+    book._prune_site(site, tmp_path / "src")
+    left = sorted(p.relative_to(site.path).as_posix() for p in site.path.rglob("*.html"))
+    assert left == ["chapters/kept.html", "chapters/mine.html"]  # index.html: a kept name
+
+
+def test_the_default_site_is_inside_the_repository_and_ignored_by_git():
+    """README: `python -m minichinchilla book build` writes the site inside the repository
+    (_build/book and its siblings), and git does not see any of it."""
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    import subprocess
+
+    folders = book.work_folders(book.default_out(REPO))
+    paths = [f / "index.html" for f in folders.values()]
+    for p in paths:
+        assert p.parent.parent == REPO / "_build"
+        proc = subprocess.run(["git", "check-ignore", "-q", str(p)], cwd=REPO)
+        assert proc.returncode == 0, f"{p} is not ignored by git"
 
 
 # ----------------------------------------------------------------------------- the browser
@@ -464,6 +647,53 @@ function finish() {
 })();
 """
 
+# What a reader would see broken once MathJax is done: an equation MathJax refused (it shows a
+# red error box, still inside an mjx-container), a display equation wider than its column (cut
+# off, or scrolling sideways) and code that scrolls sideways instead of wrapping. book.js scales
+# wide equations to fit after typesetting and sets data-math-fitted when done: wait for it.
+_LAYOUT = """
+const done = arguments[arguments.length - 1];
+const t0 = Date.now();
+(function wait() {
+  const fitter = [...document.scripts].some(s => /book\\.js/.test(s.src));
+  if (fitter && !document.documentElement.dataset.mathFitted && Date.now() - t0 < 10000) {
+    setTimeout(wait, 50); return;
+  }
+  const col = document.querySelector('article.bd-article') || document.querySelector('article') || document.body;
+  const res = {errors: [], overflow: [], code: []};
+  for (const e of document.querySelectorAll('mjx-merror, [data-mjx-error], .MathJax .merror')) {
+    res.errors.push((e.getAttribute('data-mjx-error') || e.textContent).slice(0, 120));
+  }
+  const colBox = col.getBoundingClientRect();
+  for (const d of col.querySelectorAll('div.math')) {
+    const c = d.querySelector('mjx-container, .MathJax_Display');
+    if (!c) continue;
+    const box = d.getBoundingClientRect();
+    const left = Math.max(box.left, colBox.left), right = Math.min(box.right, colBox.right);
+    let lo = Infinity, hi = -Infinity;
+    for (const e of c.querySelectorAll('*')) {
+      if (e.closest('mjx-assistive-mml, .MJX_Assistive_MathML')) continue;
+      const r = e.getBoundingClientRect();
+      if (r.width === 0 || r.height === 0) continue;
+      lo = Math.min(lo, r.left); hi = Math.max(hi, r.right);
+    }
+    if (lo < left - 1 || hi > right + 1) {
+      res.overflow.push(`${(d.textContent || '').trim().slice(0, 40)}: spans ${Math.round(lo)}..${Math.round(hi)} px, column ${Math.round(left)}..${Math.round(right)}`);
+    }
+  }
+  for (const pre of col.querySelectorAll('pre')) {
+    if (pre.scrollWidth > pre.clientWidth + 1) {
+      res.code.push(`${pre.textContent.trim().slice(0, 40)}: ${pre.scrollWidth} px wide in ${pre.clientWidth}`);
+    }
+  }
+  done(res);
+})();
+"""
+
+# an image whose alt text is its own file name (Sphinx's default for notebook plots) says
+# nothing about what the plot shows
+_BAD_ALT = re.compile(r"(^|/)[0-9a-f]{16,}\.(png|jpe?g|svg|gif)$|\.(png|jpe?g|svg|gif)$", re.I)
+
 _VISIBLE_TEXT = """
 const a = document.querySelector('article.bd-article') || document.querySelector('article') || document.body;
 const c = a.cloneNode(true);
@@ -491,6 +721,17 @@ def _check_page(driver, base: str, page: str) -> dict:
         if raw in text:
             i = text.index(raw)
             problems["math"].append(f"raw {raw!r} in text: …{text[max(0, i - 40):i + 40]}…")
+    layout = driver.execute_async_script(_LAYOUT)
+    problems["math"] += [f"MathJax error: {e}" for e in layout["errors"]]
+    problems["math"] += [f"equation overflows: {e}" for e in layout["overflow"]]
+    problems["code"] = [f"code scrolls sideways: {e}" for e in layout["code"]]
+    for src, ok, alt in driver.execute_script(
+            "return [...document.querySelectorAll('article img')].map(i => "
+            "[i.src, i.complete && i.naturalWidth > 0, i.getAttribute('alt') || ''])"):
+        if not ok:
+            problems["images"].append(src)
+        if not alt.strip() or _BAD_ALT.search(alt.strip()):
+            problems["images"].append(f"{src}: alt text {alt!r} does not say what it shows")
     for img in driver.execute_script(
             "return [...document.images].map(i => [i.src, i.complete && i.naturalWidth > 0])"):
         if not img[1]:
