@@ -18,6 +18,7 @@ COMMANDS = {
     "scaling": ("minichinchilla.scaling.cli", "scaling laws: plan a compute-optimal model, run sweeps"),
     "bench": ("minichinchilla.bench", "time a training step against PyTorch"),
     "book": ("minichinchilla.book", "build or serve the course website"),
+    "course": ("minichinchilla.course", "write a student's copy of the notebooks (solutions hidden)"),
     "assignments": ("minichinchilla.assignments", "release student versions of the assignments, or grade submissions"),
     "gradcheck-demo": ("minichinchilla.demo", "check every layer's backward against finite differences"),
 }
