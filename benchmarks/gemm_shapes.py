@@ -109,14 +109,14 @@ def main(argv=None):
 
 
 def _run(args):
+    configs = args.configs.split(",")  # the user's mistakes first, whatever is installed
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown config(s) {unknown}; choose from {sorted(CONFIGS)}")
     try:
         import torch  # noqa: F401
     except ImportError:
         raise ValueError("this benchmark compares against PyTorch, which is not installed (pip install torch)") from None
-    configs = args.configs.split(",")
-    unknown = [c for c in configs if c not in CONFIGS]
-    if unknown:
-        raise ValueError(f"unknown config(s) {unknown}; choose from {sorted(CONFIGS)}")
     rows = []
     for cfg in configs:
         spec = CONFIGS[cfg]

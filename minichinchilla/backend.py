@@ -6,7 +6,9 @@ code runs on either device. Only this module decides which backend *new* arrays
 (parameters, batches) are created on.
 
 Choose the backend with the environment variable ``MINICHINCHILLA_BACKEND``
-(``numpy`` — the default —, ``cupy`` or ``auto``) or at run time with `set_backend`.
+(``numpy`` — the default —, ``cupy`` or ``auto``) or at run time with `set_backend`. The
+variable is read the first time a new array is made (`get_backend`), not at import: importing
+the package never fails and never touches a GPU.
 """
 from __future__ import annotations
 
@@ -15,7 +17,13 @@ import os
 import numpy
 
 _BACKEND_NAMES = ("numpy", "cupy", "auto")
-_xp = numpy  # the module new arrays are created with
+_ENV_VAR = "MINICHINCHILLA_BACKEND"
+_xp = None  # the module new arrays are created with; None until first use (see get_backend)
+
+
+class BackendUnavailable(RuntimeError, ValueError):
+    """The requested backend cannot run here. A ValueError too: for a command line it is the
+    user's choice that cannot be honoured (one `error:` line, exit 2, see minichinchilla/cli.py)."""
 
 
 def cupy_available() -> bool:
@@ -40,27 +48,44 @@ def set_backend(name: str):
     global _xp
     if name not in _BACKEND_NAMES:
         raise ValueError(f"backend must be one of {_BACKEND_NAMES}, got {name!r}")
-    if name == "numpy" or (name == "auto" and not cupy_available()):
-        _xp = numpy
-    elif cupy_available():
-        import cupy
-
-        _xp = cupy
-    else:
-        raise RuntimeError(
-            "backend 'cupy' was requested but CuPy cannot run here (no CUDA GPU, or CuPy is "
-            "not installed: pip install -r requirements-gpu.txt). Use 'numpy' or 'auto'."
-        )
+    _xp = _resolve(name)
     return _xp
 
 
+def _resolve(name):
+    """The array module for a backend name (raises BackendUnavailable for 'cupy' without a GPU)."""
+    if name == "numpy" or (name == "auto" and not cupy_available()):
+        return numpy
+    if cupy_available():
+        import cupy
+
+        return cupy
+    raise BackendUnavailable(
+        "backend 'cupy' was requested but CuPy cannot run here (no CUDA GPU, or CuPy is "
+        "not installed: pip install -r requirements-gpu.txt). Use 'numpy' or 'auto'."
+    )
+
+
 def get_backend():
-    """The array module (numpy or cupy) that new arrays are created with."""
+    """The array module (numpy or cupy) that new arrays are created with.
+
+    On first use it is taken from MINICHINCHILLA_BACKEND (default numpy); a value that is not a
+    backend, or 'cupy' where CuPy cannot run, raises BackendUnavailable naming the variable.
+    """
+    global _xp
+    if _xp is None:
+        name = os.environ.get(_ENV_VAR, "numpy").strip().lower() or "numpy"
+        if name not in _BACKEND_NAMES:
+            raise BackendUnavailable(f"{_ENV_VAR}={name!r}: must be one of {', '.join(_BACKEND_NAMES)}")
+        try:
+            _xp = _resolve(name)
+        except BackendUnavailable as err:
+            raise BackendUnavailable(f"{_ENV_VAR}={name}: {err}") from None
     return _xp
 
 
 def backend_name() -> str:
-    return _xp.__name__
+    return get_backend().__name__
 
 
 def get_array_module(*arrays):
@@ -95,9 +120,10 @@ def _module_of(a):
 
 def asarray(a, dtype=None):
     """Put `a` on the current backend's device (a copy only when needed)."""
-    if _xp is numpy and _module_of(a) is not numpy:
+    xp = get_backend()
+    if xp is numpy and _module_of(a) is not numpy:
         return to_numpy(a).astype(dtype) if dtype is not None else to_numpy(a)
-    return _xp.asarray(a, dtype=dtype)
+    return xp.asarray(a, dtype=dtype)
 
 
 def to_numpy(a):
@@ -106,6 +132,3 @@ def to_numpy(a):
         return numpy.asarray(a)
     return a.get()
 
-
-_env = os.environ.get("MINICHINCHILLA_BACKEND", "numpy").strip().lower() or "numpy"
-set_backend(_env)

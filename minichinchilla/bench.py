@@ -3,8 +3,10 @@
 A step is forward + backward + AdamW + zero_grad of the project's own TransformerLM. Each
 measurement runs in a fresh child process, so the BLAS thread count is set before NumPy loads
 and the peak memory of one framework is not mixed with the other's. For every config and thread
-count we report, for minichinchilla and for the identical model in PyTorch eager (same weights,
-so the first losses match):
+count we report, for minichinchilla (its default kernels, `minichinchilla.functional.fast`, and the
+default `AdamW`), for the same model on the reference kernels (`ModelConfig(kernels="reference")`,
+reported for the record; ``--no-reference`` skips it) and for the identical model in PyTorch eager
+(same weights, so the first losses match):
 
     ms/step (median of the repeats, with min and max), tokens/s, model FLOPs per step (from
     minichinchilla.scaling.model_flops), achieved GFLOP/s, MFU against the float32 GEMM peak
@@ -71,13 +73,13 @@ def _rss_kib(field):
     return 0
 
 
-def _model_and_batch(spec, seed=0):
+def _model_and_batch(spec, seed=0, kernels="fast"):
     import numpy as np
 
     from .model import ModelConfig, TransformerLM
 
     shape = {k: v for k, v in spec.items() if k != "batch"}
-    cfg = ModelConfig(**shape)
+    cfg = ModelConfig(**shape, kernels=kernels)
     model = TransformerLM(cfg, seed=seed)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, cfg.vocab_size, (spec["batch"], cfg.seq_len))
@@ -87,66 +89,68 @@ def _model_and_batch(spec, seed=0):
 
 def functional_step(model, idx, targets):
     """Forward + backward of `model` (learned positions, LayerNorm, tied embeddings) written
-    directly against the hand-derived pairs of `minichinchilla.functional`: no Tensor, no graph.
+    directly against the hand-derived pairs of the model's kernel set (`ModelConfig.kernels`): no
+    Tensor, no graph.
 
     It does exactly the work of ``model(idx, targets)[1].backward()`` and leaves the same
     gradients in every ``p.grad``; the time difference between the two is the autograd
     engine's overhead (chapters/12-performance.md). Returns the loss as a float.
     """
-    from . import functional as F
+    from .tensor import kernel_set
 
     c = model.config
+    pairs = kernel_set(c.kernels)  # minichinchilla.functional or minichinchilla.functional.fast
     if c.pos_encoding != "learned" or c.norm != "layernorm" or not c.tie_embeddings:
         raise NotImplementedError("functional_step covers learned positions, LayerNorm and tied embeddings")
     B, T = idx.shape
     E, pos = model.tok_emb.weight, model.pos_emb
-    x, c_emb = F.embedding_forward(idx, E.data)  # (B, T, C)
+    x, c_emb = pairs.embedding_forward(idx, E.data)  # (B, T, C)
     x = x + pos.data[:T]  # (B, T, C)
     caches = []
     for blk in model.blocks:
-        h, c1 = F.layernorm_forward(x, blk.norm1.weight.data, blk.norm1.bias.data)
-        a, c2 = F.attention_forward(h, blk.attn.qkv_weight.data, blk.attn.qkv_bias.data,
+        h, c1 = pairs.layernorm_forward(x, blk.norm1.weight.data, blk.norm1.bias.data)
+        a, c2 = pairs.attention_forward(h, blk.attn.qkv_weight.data, blk.attn.qkv_bias.data,
                                     blk.attn.proj_weight.data, blk.attn.proj_bias.data, c.n_heads)
         x = x + a  # (B, T, C)
-        h, c3 = F.layernorm_forward(x, blk.norm2.weight.data, blk.norm2.bias.data)
-        f, c4 = F.ffn_forward(h, blk.ffn.up_weight.data, blk.ffn.up_bias.data,
+        h, c3 = pairs.layernorm_forward(x, blk.norm2.weight.data, blk.norm2.bias.data)
+        f, c4 = pairs.ffn_forward(h, blk.ffn.up_weight.data, blk.ffn.up_bias.data,
                               blk.ffn.down_weight.data, blk.ffn.down_bias.data, activation=c.activation)
         x = x + f  # (B, T, C)
         caches.append((c1, c2, c3, c4))
-    h, c_f = F.layernorm_forward(x, model.norm_f.weight.data, model.norm_f.bias.data)
-    logits, c_out = F.linear_forward(h, E.data.T)  # (B, T, V)
-    loss, c_ce = F.cross_entropy_forward(logits, targets)
+    h, c_f = pairs.layernorm_forward(x, model.norm_f.weight.data, model.norm_f.bias.data)
+    logits, c_out = pairs.linear_forward(h, E.data.T)  # (B, T, V)
+    loss, c_ce = pairs.cross_entropy_forward(logits, targets)
 
-    dlogits = F.cross_entropy_backward(1.0, c_ce)  # (B, T, V)
-    dh, dET, _ = F.linear_backward(dlogits, c_out)  # (B, T, C), (C, V)
-    dx, model.norm_f.weight.grad, model.norm_f.bias.grad = F.layernorm_backward(dh, c_f)
+    dlogits = pairs.cross_entropy_backward(1.0, c_ce)  # (B, T, V)
+    dh, dET, _ = pairs.linear_backward(dlogits, c_out)  # (B, T, C), (C, V)
+    dx, model.norm_f.weight.grad, model.norm_f.bias.grad = pairs.layernorm_backward(dh, c_f)
     for blk, (c1, c2, c3, c4) in zip(reversed(model.blocks), reversed(caches)):
         ffn = blk.ffn
         dh, ffn.up_weight.grad, ffn.up_bias.grad, ffn.down_weight.grad, ffn.down_bias.grad = \
-            F.ffn_backward(dx, c4)
-        dh, blk.norm2.weight.grad, blk.norm2.bias.grad = F.layernorm_backward(dh, c3)
+            pairs.ffn_backward(dx, c4)
+        dh, blk.norm2.weight.grad, blk.norm2.bias.grad = pairs.layernorm_backward(dh, c3)
         dx = dx + dh  # the residual: both paths' gradients add (chapters/04-ffn-norm-residual.md, eq. 4.11)
         attn = blk.attn
         dh, attn.qkv_weight.grad, attn.qkv_bias.grad, attn.proj_weight.grad, attn.proj_bias.grad = \
-            F.attention_backward(dx, c2)
-        dh, blk.norm1.weight.grad, blk.norm1.bias.grad = F.layernorm_backward(dh, c1)
+            pairs.attention_backward(dx, c2)
+        dh, blk.norm1.weight.grad, blk.norm1.bias.grad = pairs.layernorm_backward(dh, c1)
         dx = dx + dh
     dpos = pos.data * 0  # (L, C) rows T.. get no gradient
     dpos[:T] = dx.sum(axis=0)  # (T, C) the position table is shared by the batch
     pos.grad = dpos
-    E.grad = F.embedding_backward(dx, c_emb) + dET.T  # tied: lookup and logits both use E
+    E.grad = pairs.embedding_backward(dx, c_emb) + dET.T  # tied: lookup and logits both use E
     return float(loss)
 
 
-def _child_ours(spec, warmup, repeats, device, mode="autograd"):
+def _child_ours(spec, warmup, repeats, device, mode="autograd", kernels="fast"):
     from .backend import asarray, get_backend, set_backend
     from .optim import AdamW, param_groups_for_decay
 
     if device == "gpu":
         set_backend("cupy")
-    cfg, model, idx, targets = _model_and_batch(spec)
+    cfg, model, idx, targets = _model_and_batch(spec, kernels=kernels)
     idx, targets = asarray(idx), asarray(targets)
-    opt = AdamW(param_groups_for_decay(model, 0.1), lr=1e-4)
+    opt = AdamW(param_groups_for_decay(model, 0.1), lr=1e-4)  # the AdamW a user gets by default
     xp = get_backend()
     sync = (lambda: xp.cuda.Device().synchronize()) if device == "gpu" else (lambda: None)
 
@@ -238,83 +242,81 @@ def _child_gemm_peak(device, n=None, repeats=20):
 
 # ---- where the time goes: exclusive time per kind of kernel --------------------------------
 
-PROFILE_GROUPS = {  # group -> functions of minichinchilla.functional (and the optimiser)
-    "matmul: linear layers": ("linear_forward", "linear_backward"),
-    "attention (scores, softmax, PV)": ("attention_forward", "attention_backward"),
-    "GELU": ("gelu_forward", "gelu_backward"),  # (and ReLU, when the FFN uses it)
-    "LayerNorm": ("layernorm_forward", "layernorm_backward"),
+PROFILE_GROUPS = {  # group -> the pairs of a kernel set that a model's nodes call (and the optimiser)
+    "attention layer (incl. its two linears)": ("attention_forward", "attention_backward"),
+    "feed-forward (two linears + GELU)": ("ffn_forward", "ffn_backward"),
+    "matmul: tied logits": ("linear_forward", "linear_backward"),
+    "LayerNorm": ("layernorm_forward", "layernorm_backward", "rmsnorm_forward", "rmsnorm_backward"),
     "cross-entropy": ("cross_entropy_forward", "cross_entropy_backward"),
     "embedding": ("embedding_forward", "embedding_backward"),
-    "AdamW": ("AdamW.step",),
+    "AdamW": (),  # timed around opt.step()
 }
 
 
-def profile_step(spec, steps=3, warmup=1):
-    """Time one training step by kind of work: each functional pair (and AdamW.step) is wrapped
-    in a timer that counts its EXCLUSIVE time (a linear inside attention counts as matmul), in
-    CPU seconds (`time.process_time`, robust on a busy machine for a 1-thread run). What is left
-    is the autograd engine, residual adds and Python glue.
+class _TimedKernels:
+    """A kernel set that runs `base`'s pairs and adds each call's CPU time to `spent[group]`.
 
-    Returns {group: ms per step, ..., "engine, residual adds, glue": ms, "total": ms}.
+    A model is pointed at it for profiling; nothing in `base` (a module) is touched. Time is
+    EXCLUSIVE: a timed call made inside another timed call counts for its own group only.
     """
-    import importlib
 
-    from . import functional as F
-    from .optim import AdamW, param_groups_for_decay
+    def __init__(self, base, spent):
+        self._base, self._spent, self._stack = base, spent, []  # stack of [group, start, children]
+        for group, names in PROFILE_GROUPS.items():
+            for name in names:
+                setattr(self, name, self.timed(getattr(base, name), group))
 
-    cfg, model, idx, targets = _model_and_batch(spec)
-    opt = AdamW(param_groups_for_decay(model, 0.1), lr=1e-4)
-    spent = {g: 0.0 for g in PROFILE_GROUPS}
-    stack = []  # [group, start, time of children]
+    def __getattr__(self, name):  # pairs we do not time (attention_step, ...): the base set's own
+        return getattr(self._base, name)
 
-    def wrap(fn, group):
-        def timed(*args, **kwargs):
-            stack.append([group, time.process_time(), 0.0])
+    def timed(self, fn, group):
+        def run(*args, **kwargs):
+            self._stack.append([group, time.process_time(), 0.0])
             try:
                 return fn(*args, **kwargs)
             finally:
-                g, t0, children = stack.pop()
+                g, t0, children = self._stack.pop()
                 elapsed = time.process_time() - t0
-                spent[g] += elapsed - children
-                if stack:
-                    stack[-1][2] += elapsed
-        return timed
+                self._spent[g] += elapsed - children
+                if self._stack:
+                    self._stack[-1][2] += elapsed
+        return run
 
-    modules = [F] + [importlib.import_module(f"minichinchilla.functional.{m}")
-                     for m in ("attention", "ffn", "linear", "activations", "norms", "cross_entropy", "embedding")]
-    originals = []
-    for group, names in PROFILE_GROUPS.items():
-        for name in names:
-            if name == "AdamW.step":
-                originals.append((AdamW, "step", AdamW.step))
-                AdamW.step = wrap(AdamW.step, group)
-                continue
-            for mod in modules:
-                if hasattr(mod, name):
-                    originals.append((mod, name, getattr(mod, name)))
-                    setattr(mod, name, wrap(getattr(mod, name), group))
-    ffn = importlib.import_module("minichinchilla.functional.ffn")
-    acts = dict(ffn._ACTIVATIONS)  # the FFN looks its activation up in this table
-    ffn._ACTIVATIONS.update({k: (wrap(f, "GELU"), wrap(b, "GELU")) for k, (f, b) in acts.items()})
-    try:
-        def step():
-            _, loss = model(idx, targets)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
 
-        for _ in range(warmup):
-            step()
-        for g in spent:
-            spent[g] = 0.0
-        t0 = time.process_time()
-        for _ in range(steps):
-            step()
-        total = time.process_time() - t0
-    finally:
-        for obj, name, fn in reversed(originals):
-            setattr(obj, name, fn)
-        ffn._ACTIVATIONS.update(acts)
+def profile_step(spec, steps=3, warmup=1, kernels="fast"):
+    """Time one training step by kind of work: the model runs on a `_TimedKernels` copy of its
+    kernel set, which counts each pair's CPU time (`time.process_time`, robust on a busy machine
+    for a 1-thread run), and AdamW.step is timed around its call. What is left is the autograd
+    engine, residual adds and Python glue.
+
+    Returns {group: ms per step, ..., "engine, residual adds, glue": ms, "total": ms}.
+    """
+    from .optim import AdamW, param_groups_for_decay
+    from .tensor import kernel_set
+
+    cfg, model, idx, targets = _model_and_batch(spec, kernels=kernels)
+    opt = AdamW(param_groups_for_decay(model, 0.1), lr=1e-4)
+    spent = {g: 0.0 for g in PROFILE_GROUPS}
+    timed = _TimedKernels(kernel_set(kernels), spent)
+    for module in model.modules():  # every layer (and the model's logits and loss) runs the timed set
+        if hasattr(module, "kernels"):
+            module.kernels = timed
+    optimizer_step = timed.timed(opt.step, "AdamW")
+
+    def step():
+        _, loss = model(idx, targets)
+        loss.backward()
+        optimizer_step()
+        opt.zero_grad()
+
+    for _ in range(warmup):
+        step()
+    for g in spent:
+        spent[g] = 0.0
+    t0 = time.process_time()
+    for _ in range(steps):
+        step()
+    total = time.process_time() - t0
     out = {g: 1e3 * t / steps for g, t in spent.items()}
     out["engine, residual adds, glue"] = 1e3 * total / steps - sum(out.values())
     out["total"] = 1e3 * total / steps
@@ -345,9 +347,11 @@ def profile_torch(spec, steps=3, warmup=1):
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             step()
-    rules = (("matmul: linear layers", ("aten::mm", "aten::addmm", "aten::bmm")),
-             ("attention (scores, softmax, PV)", ("flash_attention", "scaled_dot_product")),
-             ("GELU", ("gelu",)), ("LayerNorm", ("layer_norm",)),
+    # torch's ops are finer than our groups: its products all count as the FFN's, its attention
+    # kernel as attention; compare sums (attention + FFN + logits) rather than single rows.
+    rules = (("feed-forward (two linears + GELU)", ("aten::mm", "aten::addmm", "aten::bmm", "gelu")),
+             ("attention layer (incl. its two linears)", ("flash_attention", "scaled_dot_product")),
+             ("LayerNorm", ("layer_norm",)),
              ("cross-entropy", ("log_softmax", "nll_loss", "cross_entropy")),
              ("embedding", ("embedding", "index_select", "index_add", "aten::index")),
              ("AdamW", ("_foreach", "adamw", "lerp", "addcdiv", "addcmul")))
@@ -364,7 +368,7 @@ def profile_torch(spec, steps=3, warmup=1):
     return out
 
 
-def kernel_table(spec, repeats=10):
+def kernel_table(spec, repeats=10, kernels="fast"):
     """Each kernel of a training step, forward + backward, ours against PyTorch's, on the shapes of
     `spec`, interleaved in ONE process and timed by CPU time (min over `repeats`): a comparison
     that survives a busy machine better than whole steps do. Needs torch; run with 1 thread.
@@ -374,11 +378,12 @@ def kernel_table(spec, repeats=10):
     import numpy as np
     import torch
 
-    from . import functional as F
     from .optim import AdamW, param_groups_for_decay
+    from .tensor import kernel_set
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    TF = torch.nn.functional
+    pairs = kernel_set(kernels)  # our forward/backward pairs
+    torch_F = torch.nn.functional
     B, T, C, V, L, NH = spec["batch"], spec["seq_len"], spec["d_model"], spec["vocab_size"], spec["n_layers"], spec["n_heads"]
     Fd = 4 * C
     rng = np.random.default_rng(0)
@@ -389,7 +394,7 @@ def kernel_table(spec, repeats=10):
     def tt(a, grad=True):
         return torch.from_numpy(a).requires_grad_(grad)
 
-    kernels = []  # (name, calls per step, ours(), torch())
+    to_time = []  # (name, calls per step, ours(), torch())
     for name, d_in, d_out, calls in (("linear: QKV projection", C, 3 * C, L), ("linear: attention output", C, C, L),
                                      ("linear: FFN up", C, Fd, L), ("linear: FFN down", Fd, C, L),
                                      ("linear: tied logits", C, V, 1)):
@@ -397,10 +402,10 @@ def kernel_table(spec, repeats=10):
         tx, tW, tb, td = tt(x.reshape(-1, d_in)), tt(W), tt(b), torch.from_numpy(d.reshape(-1, d_out))
 
         def ours(x=x, W=W, b=b, d=d):
-            _, c = F.linear_forward(x, W, b)
-            F.linear_backward(d, c)
+            _, c = pairs.linear_forward(x, W, b)
+            pairs.linear_backward(d, c)
 
-        kernels.append((name, calls, ours, lambda tx=tx, tW=tW, tb=tb, td=td: torch.addmm(tb, tx, tW).backward(td)))
+        to_time.append((name, calls, ours, lambda tx=tx, tW=tW, tb=tb, td=td: torch.addmm(tb, tx, tW).backward(td)))
 
     hs = C // NH
     x, d = arr(B, T, C), arr(B, T, C)
@@ -408,41 +413,41 @@ def kernel_table(spec, repeats=10):
     tx, tWqkv, tbqkv, tWo, tbo, td = tt(x), tt(Wqkv), tt(bqkv), tt(Wo), tt(bo), torch.from_numpy(d)
 
     def ours_attn():
-        _, c = F.attention_forward(x, Wqkv, bqkv, Wo, bo, NH)
-        F.attention_backward(d, c)
+        _, c = pairs.attention_forward(x, Wqkv, bqkv, Wo, bo, NH)
+        pairs.attention_backward(d, c)
 
     def torch_attn():
         qkv = torch.addmm(tbqkv, tx.reshape(-1, C), tWqkv).reshape(B, T, 3, NH, hs).permute(2, 0, 3, 1, 4)
-        y = TF.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=True)
+        y = torch_F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=True)
         out = torch.addmm(tbo, y.transpose(1, 2).reshape(B * T, C), tWo)
         out.backward(td.reshape(B * T, C))
 
-    kernels.append(("attention layer (incl. its two linears)", L, ours_attn, torch_attn))
+    to_time.append(("attention layer (incl. its two linears)", L, ours_attn, torch_attn))
     h, dh = arr(B, T, Fd), arr(B, T, Fd)
     th, tdh = tt(h), torch.from_numpy(dh)
 
     def ours_gelu():
-        _, c = F.gelu_forward(h)
-        F.gelu_backward(dh, c)
+        _, c = pairs.gelu_forward(h)
+        pairs.gelu_backward(dh, c)
 
-    kernels.append(("GELU", L, ours_gelu, lambda: TF.gelu(th, approximate="tanh").backward(tdh)))
+    to_time.append(("GELU", L, ours_gelu, lambda: torch_F.gelu(th, approximate="tanh").backward(tdh)))
     g, be = arr(C), arr(C)
     tg, tbe = tt(g), tt(be)
 
     def ours_ln():
-        _, c = F.layernorm_forward(x, g, be)
-        F.layernorm_backward(d, c)
+        _, c = pairs.layernorm_forward(x, g, be)
+        pairs.layernorm_backward(d, c)
 
-    kernels.append(("LayerNorm", 2 * L + 1, ours_ln, lambda: TF.layer_norm(tx, (C,), tg, tbe).backward(td)))
+    to_time.append(("LayerNorm", 2 * L + 1, ours_ln, lambda: torch_F.layer_norm(tx, (C,), tg, tbe).backward(td)))
     logits, tgt = arr(B, T, V), rng.integers(0, V, (B, T))
     tl, ttgt = tt(logits.reshape(-1, V)), torch.from_numpy(tgt.reshape(-1))
 
     def ours_ce():
-        _, c = F.cross_entropy_forward(logits, tgt)
-        F.cross_entropy_backward(1.0, c)
+        _, c = pairs.cross_entropy_forward(logits, tgt)
+        pairs.cross_entropy_backward(1.0, c)
 
-    kernels.append(("cross-entropy", 1, ours_ce, lambda: TF.cross_entropy(tl, ttgt).backward()))
-    _, model, _, _ = _model_and_batch(spec)
+    to_time.append(("cross-entropy", 1, ours_ce, lambda: torch_F.cross_entropy(tl, ttgt).backward()))
+    _, model, _, _ = _model_and_batch(spec, kernels=kernels)
     ref = _torch_ref(model, "cpu")
     opt = AdamW(param_groups_for_decay(model, 0.1), lr=1e-4)
     for p in model.parameters():
@@ -450,11 +455,11 @@ def kernel_table(spec, repeats=10):
     topt = torch.optim.AdamW(ref.parameters(), lr=1e-4)
     for p in ref.parameters():
         p.grad = torch.full_like(p, 1e-3)
-    kernels.append(("AdamW (all parameters)", 1, opt.step, topt.step))
+    to_time.append(("AdamW (all parameters)", 1, opt.step, topt.step))
 
-    times = {k[0]: ([], []) for k in kernels}
+    times = {k[0]: ([], []) for k in to_time}
     for _ in range(repeats + 1):
-        for name, _, ours, theirs in kernels:
+        for name, _, ours, theirs in to_time:
             t0 = time.process_time()
             ours()
             t1 = time.process_time()
@@ -463,14 +468,15 @@ def kernel_table(spec, repeats=10):
             times[name][0].append(t1 - t0)
             times[name][1].append(t2 - t1)
     return [dict(kernel=name, calls_per_step=calls, ours_ms=1e3 * min(times[name][0][1:]),
-                 torch_ms=1e3 * min(times[name][1][1:])) for name, calls, _, _ in kernels]
+                 torch_ms=1e3 * min(times[name][1][1:])) for name, calls, _, _ in to_time]
 
 
 def _child(args):
     job = json.loads(args)
-    if job["kind"] in ("ours", "functional"):
+    if job["kind"] in ("ours", "functional", "reference"):
         mode = "functional" if job["kind"] == "functional" else "autograd"
-        return _child_ours(job["spec"], job["warmup"], job["repeats"], job["device"], mode)
+        kernels = "reference" if job["kind"] == "reference" else "fast"
+        return _child_ours(job["spec"], job["warmup"], job["repeats"], job["device"], mode, kernels)
     if job["kind"] == "torch":
         return _child_torch(job["spec"], job["warmup"], job["repeats"], job["device"], job["threads"])
     if job["kind"] == "profile":
@@ -525,8 +531,9 @@ def _pooled(results):
                 runs=len(results))
 
 
-def run(configs, threads_list, warmup, repeats, with_torch, device, overhead=False, runs=1):
-    """Measure every config at every thread count. With ``runs > 1`` each implementation is
+def run(configs, threads_list, warmup, repeats, with_torch, device, overhead=False, runs=1, reference=True):
+    """Measure every config at every thread count: the model on its default (fast) kernels, and with
+    ``reference`` the same model on the reference kernels, for the record. With ``runs > 1`` each implementation is
     measured in `runs` fresh child processes, taken in turns (ours, functional, torch, ours, ...),
     and their steps pooled: two fresh processes of the same code can differ by ~10% on a VM
     (where their memory lands), which one process per side cannot average out."""
@@ -536,7 +543,8 @@ def run(configs, threads_list, warmup, repeats, with_torch, device, overhead=Fal
         have_torch = with_torch
     except ImportError:
         have_torch = False
-    kinds = ["ours"] + (["functional"] if overhead else []) + (["torch"] if have_torch else [])
+    kinds = (["ours"] + (["reference"] if reference else []) + (["functional"] if overhead else [])
+             + (["torch"] if have_torch else []))
     rows = []
     for threads in threads_list:
         peak = _run_child({"kind": "gemm", "device": device}, threads)["gflops"]
@@ -548,11 +556,14 @@ def run(configs, threads_list, warmup, repeats, with_torch, device, overhead=Fal
             for _ in range(runs):
                 for k in kinds:
                     measured[k].append(_run_child({**job, "kind": k}, threads))
-            label = {"ours": "minichinchilla", "functional": "functional", "torch": "pytorch"}
+            label = {"ours": "minichinchilla", "reference": "reference", "functional": "functional",
+                     "torch": "pytorch"}
             summ = {k: _summary(label[k], spec, _pooled(v), flops, peak) for k, v in measured.items()}
             ours = summ["ours"]
             row = dict(config=name, threads=threads, device=device, gemm_peak_gflops=peak,
                        flops_per_step=flops, spec=spec, runs=runs, ours=ours)
+            if reference:
+                row["reference"] = summ["reference"]
             if overhead:
                 row["functional"] = summ["functional"]
                 row["engine_overhead"] = ours["ms_median"] / row["functional"]["ms_median"] - 1
@@ -561,6 +572,9 @@ def run(configs, threads_list, warmup, repeats, with_torch, device, overhead=Fal
                 row["torch"] = summ["torch"]
                 row["time_ratio"] = ours["ms_median"] / row["torch"]["ms_median"]
                 row["cpu_time_ratio"] = ours["cpu_ms_median"] / row["torch"]["cpu_ms_median"]
+                if reference:
+                    row["reference_time_ratio"] = row["reference"]["ms_median"] / row["torch"]["ms_median"]
+                    row["reference_cpu_time_ratio"] = row["reference"]["cpu_ms_median"] / row["torch"]["cpu_ms_median"]
                 if ours["peak_mib"] is not None and row["torch"]["peak_mib"]:
                     row["memory_ratio"] = ours["peak_mib"] / row["torch"]["peak_mib"]
             rows.append(row)
@@ -578,6 +592,8 @@ def _format_row(row):
     lines = [f"config {row['config']}  threads {row['threads']}  device {row['device']}  runs {row.get('runs', 1)}  "
              f"GEMM peak {row['gemm_peak_gflops']:.0f} GFLOP/s  model {row['flops_per_step'] / 1e9:.2f} GFLOP/step",
              "  " + fmt(row["ours"])]
+    if "reference" in row:
+        lines.append("  " + fmt(row["reference"]))
     if "functional" in row:
         lines.append("  " + fmt(row["functional"]))
     if "torch" in row:
@@ -585,6 +601,9 @@ def _format_row(row):
         mem = f", memory {row['memory_ratio']:.2f}x" if "memory_ratio" in row else ""
         lines.append(f"  minichinchilla / pytorch: time {row['time_ratio']:.2f}x (cpu time "
                      f"{row['cpu_time_ratio']:.2f}x){mem}")
+        if "reference_time_ratio" in row:
+            lines.append(f"  reference kernels / pytorch: time {row['reference_time_ratio']:.2f}x (cpu time "
+                         f"{row['reference_cpu_time_ratio']:.2f}x), for the record")
     if "engine_overhead" in row:
         lines.append(f"  autograd engine over functional pairs: {100 * row['engine_overhead']:+.1f}% "
                      f"(cpu time {100 * row['engine_overhead_cpu']:+.1f}%)")
@@ -700,6 +719,8 @@ def main(argv=None):
                         help="fresh child processes per implementation, taken in turns; their steps are pooled")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--no-torch", action="store_true", help="time minichinchilla only")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the run on the reference kernels (by default timed beside the fast ones)")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--overhead", action="store_true",
                         help="also time the same step written against the functional pairs (no autograd)")
@@ -731,6 +752,12 @@ def _check_args(args):
         folder = os.path.dirname(os.path.abspath(args.json))
         if not os.path.isdir(folder):
             raise ValueError(f"--json {args.json}: the folder {folder} does not exist")
+    if args.device == "gpu":
+        from .backend import cupy_available
+
+        if not cupy_available():
+            raise ValueError("--device gpu: CuPy cannot run here (no CUDA GPU, or CuPy is not installed: "
+                             "pip install -r requirements-gpu.txt)")
     return configs, threads
 
 
@@ -741,7 +768,8 @@ def _run(args):
     configs, threads = _check_args(args)
     env = environment()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in env.items()), flush=True)
-    rows = run(configs, threads, args.warmup, args.repeats, not args.no_torch, args.device, args.overhead, args.runs)
+    rows = run(configs, threads, args.warmup, args.repeats, not args.no_torch, args.device, args.overhead, args.runs,
+               reference=not args.no_reference)
     out = dict(environment=env, results=rows)
     if args.profile and args.device == "cpu":
         out["profile"], out["kernels"] = {}, {}

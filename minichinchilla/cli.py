@@ -41,6 +41,8 @@ import argparse
 import sys
 from typing import Callable
 
+from .backend import get_backend
+
 EXIT_USAGE = 2  # a user mistake (argparse uses 2 for a malformed flag too)
 EXIT_INTERRUPTED = 130  # the shell convention for "stopped by SIGINT" (128 + 2)
 USER_ERRORS = (ValueError, OSError)  # what every command treats as the user's mistake
@@ -66,6 +68,7 @@ def run_command(parser: argparse.ArgumentParser, command: Callable[[argparse.Nam
     except SystemExit as exit_:  # --help, or a malformed flag (argparse printed why)
         return _exit_code(exit_)
     try:
+        get_backend()  # MINICHINCHILLA_BACKEND is read here, before any work: a bad one is one error line
         code = command(args)
     except KeyboardInterrupt:
         print(f"\n{interrupted}", file=sys.stderr)  # \n: the cursor may be mid-line (progress, sample)

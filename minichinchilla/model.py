@@ -52,6 +52,9 @@ class ModelConfig:
     tie_embeddings: bool = True
     pos_encoding: str = "learned"  # or "rope"
     dtype: str = "float32"  # "float64" for gradient checks
+    # The forward/backward pairs the layers run: "fast" (minichinchilla.functional.fast, tuned) or
+    # "reference" (minichinchilla.functional, the code the chapters derive). Same numbers either way.
+    kernels: str = "fast"
 
     def __post_init__(self):
         for name in ("vocab_size", "seq_len", "d_model", "n_layers", "n_heads"):
@@ -72,6 +75,8 @@ class ModelConfig:
             raise ValueError("ModelConfig: RoPE needs an even head size (d_model / n_heads)")
         if self.norm not in ("layernorm", "rmsnorm"):
             raise ValueError(f"ModelConfig.norm must be 'layernorm' or 'rmsnorm', got {self.norm!r}")
+        if self.kernels not in ("fast", "reference"):
+            raise ValueError(f"ModelConfig.kernels must be 'fast' or 'reference', got {self.kernels!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"ModelConfig.dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
@@ -91,14 +96,15 @@ class TransformerLM(Module):
 
     def __init__(self, config: ModelConfig, seed: int = 0):
         self.config = c = config
+        self.kernels = c.kernels  # the kernel set of the tied logits and the loss (the layers hold their own)
         rng = np.random.default_rng(seed)
-        self.tok_emb = Embedding(c.vocab_size, c.d_model, rng=rng, dtype=c.dtype)
+        self.tok_emb = Embedding(c.vocab_size, c.d_model, rng=rng, dtype=c.dtype, kernels=c.kernels)
         self.pos_emb = (Parameter(init_normal(rng, (c.seq_len, c.d_model), INIT_STD, c.dtype))
                         if c.pos_encoding == "learned" else None)
         self.blocks = [Block(c, rng=rng) for _ in range(c.n_layers)]
-        self.norm_f = make_norm(c.norm, c.d_model, c.dtype)
+        self.norm_f = make_norm(c.norm, c.d_model, c.dtype, kernels=c.kernels)
         self.lm_head = None if c.tie_embeddings else Linear(c.d_model, c.vocab_size, bias=False,
-                                                            rng=rng, dtype=c.dtype)
+                                                            rng=rng, dtype=c.dtype, kernels=c.kernels)
 
     # ---- forward ---------------------------------------------------------------------
     def _check_idx(self, idx):
@@ -131,7 +137,7 @@ class TransformerLM(Module):
         if self.lm_head is not None:
             return self.lm_head(h)  # (B, T, V)
         # Tied embeddings: logit_v = e(v)^T h_t (eq. 5.3); E^T is a view, the GEMM reads it transposed.
-        return ops.linear(h, self.tok_emb.weight.T)  # (B, T, V)
+        return ops.linear(h, self.tok_emb.weight.T, kernels=self.kernels)  # (B, T, V)
 
     def forward(self, idx, targets=None, key_padding_mask=None, ignore_index=-100):
         logits = self.logits_from_hidden(self.hidden_states(idx, key_padding_mask))  # (B, T, V)
@@ -140,7 +146,7 @@ class TransformerLM(Module):
             targets = targets.data if isinstance(targets, Tensor) else targets
             if tuple(targets.shape) != logits.shape[:2]:
                 raise ValueError(f"targets must have shape {logits.shape[:2]}, got {tuple(targets.shape)}")
-            loss = ops.cross_entropy(logits, targets, ignore_index=ignore_index)
+            loss = ops.cross_entropy(logits, targets, ignore_index=ignore_index, kernels=self.kernels)
         return logits, loss
 
     def attention_maps(self, idx, key_padding_mask=None):

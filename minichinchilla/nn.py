@@ -2,7 +2,9 @@
 
 A `Module` owns `Parameter`s and sub-modules as plain attributes; `named_parameters()` finds
 them by walking the attributes in the order they were set. Each layer's `forward` is one
-fused autograd node running a hand-derived pair from `minichinchilla.functional`.
+fused autograd node running a hand-derived pair; `kernels=` names the set of pairs: "reference"
+(`minichinchilla.functional`, the default for a layer built by hand) or "fast"
+(`minichinchilla.functional.fast`, what `TransformerLM` uses unless its config says otherwise).
 
 Parameter names follow one scheme, PyTorch's: a module with one matrix calls it `weight` (and
 its bias `bias`); a module with several names each by its role, `<role>_weight` / `<role>_bias`
@@ -21,7 +23,7 @@ import numpy as np
 from . import tensor as ops
 from .backend import asarray, get_backend, to_numpy
 from .functional import swiglu_backward, swiglu_forward
-from .tensor import Tensor
+from .tensor import Tensor, kernel_set
 
 
 class Parameter(Tensor):
@@ -122,42 +124,44 @@ class Module:
 class Linear(Module):
     """y = x W + b with W of shape (d_in, d_out) — the XW convention of the source article."""
 
-    def __init__(self, d_in, d_out, bias=True, std=INIT_STD, rng=None, dtype="float32"):
+    def __init__(self, d_in, d_out, bias=True, std=INIT_STD, rng=None, dtype="float32", kernels="reference"):
         rng = rng or np.random.default_rng(0)
+        self.kernels = kernels
         self.weight = Parameter(init_normal(rng, (d_in, d_out), std, dtype))
         self.bias = Parameter(get_backend().zeros(d_out, dtype=dtype)) if bias else None
 
     def forward(self, x):
-        return ops.linear(x, self.weight, self.bias)
+        return ops.linear(x, self.weight, self.bias, kernels=self.kernels)
 
 
 class Embedding(Module):
-    def __init__(self, num_embeddings, dim, std=INIT_STD, rng=None, dtype="float32"):
+    def __init__(self, num_embeddings, dim, std=INIT_STD, rng=None, dtype="float32", kernels="reference"):
         rng = rng or np.random.default_rng(0)
+        self.kernels = kernels
         self.weight = Parameter(init_normal(rng, (num_embeddings, dim), std, dtype))
 
     def forward(self, idx):
-        return ops.embedding(idx, self.weight)
+        return ops.embedding(idx, self.weight, kernels=self.kernels)
 
 
 class LayerNorm(Module):
-    def __init__(self, dim, eps=1e-5, dtype="float32"):
+    def __init__(self, dim, eps=1e-5, dtype="float32", kernels="reference"):
         xp = get_backend()
         self.weight = Parameter(xp.ones(dim, dtype=dtype))
         self.bias = Parameter(xp.zeros(dim, dtype=dtype))
-        self.eps = eps
+        self.eps, self.kernels = eps, kernels
 
     def forward(self, x):
-        return ops.layernorm(x, self.weight, self.bias, eps=self.eps)
+        return ops.layernorm(x, self.weight, self.bias, eps=self.eps, kernels=self.kernels)
 
 
 class RMSNorm(Module):
-    def __init__(self, dim, eps=1e-6, dtype="float32"):
+    def __init__(self, dim, eps=1e-6, dtype="float32", kernels="reference"):
         self.weight = Parameter(get_backend().ones(dim, dtype=dtype))
-        self.eps = eps
+        self.eps, self.kernels = eps, kernels
 
     def forward(self, x):
-        return ops.rmsnorm(x, self.weight, eps=self.eps)
+        return ops.rmsnorm(x, self.weight, eps=self.eps, kernels=self.kernels)
 
 
 class MultiHeadAttention(Module):
@@ -165,12 +169,12 @@ class MultiHeadAttention(Module):
     `qkv_weight` is W_qkv (C, 3C) of eq. 3.1, `proj_weight` is W_o (C, C) of eq. 3.6."""
 
     def __init__(self, d_model, n_heads, causal=True, rope_base=None, out_std=INIT_STD, rng=None,
-                 dtype="float32"):
+                 dtype="float32", kernels="reference"):
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         rng = rng or np.random.default_rng(0)
         xp = get_backend()
-        self.n_heads, self.causal, self.rope_base = n_heads, causal, rope_base
+        self.n_heads, self.causal, self.rope_base, self.kernels = n_heads, causal, rope_base, kernels
         self.qkv_weight = Parameter(init_normal(rng, (d_model, 3 * d_model), INIT_STD, dtype))
         self.qkv_bias = Parameter(xp.zeros(3 * d_model, dtype=dtype))
         self.proj_weight = Parameter(init_normal(rng, (d_model, d_model), out_std, dtype))
@@ -179,24 +183,20 @@ class MultiHeadAttention(Module):
     def forward(self, x, key_padding_mask=None):
         return ops.attention(x, self.qkv_weight, self.qkv_bias, self.proj_weight, self.proj_bias,
                              self.n_heads, causal=self.causal, key_padding_mask=key_padding_mask,
-                             rope_base=self.rope_base)
+                             rope_base=self.rope_base, kernels=self.kernels)
 
     def weights(self, x, key_padding_mask=None):
         """The attention weights P, (B, NH, T, T), of input x (B, T, C): for plots, no gradient."""
-        from .functional import attention_weights
-
         x = x.data if isinstance(x, Tensor) else x
-        return attention_weights(x, self.qkv_weight.data, self.qkv_bias.data, self.n_heads,
-                                 causal=self.causal, key_padding_mask=key_padding_mask,
-                                 rope_base=self.rope_base)
+        return kernel_set(self.kernels).attention_weights(
+            x, self.qkv_weight.data, self.qkv_bias.data, self.n_heads, causal=self.causal,
+            key_padding_mask=key_padding_mask, rope_base=self.rope_base)
 
     def step(self, x, kv_cache=None):
         """Inference on new tokens only, reusing cached keys/values (chapters/05-transformer.md, eq. 5.8)."""
-        from .functional import attention_step
-
-        out, kv_cache = attention_step(x.data, self.qkv_weight.data, self.qkv_bias.data,
-                                       self.proj_weight.data, self.proj_bias.data, self.n_heads,
-                                       kv_cache=kv_cache, rope_base=self.rope_base)
+        out, kv_cache = kernel_set(self.kernels).attention_step(
+            x.data, self.qkv_weight.data, self.qkv_bias.data, self.proj_weight.data, self.proj_bias.data,
+            self.n_heads, kv_cache=kv_cache, rope_base=self.rope_base)
         return Tensor(out), kv_cache
 
 
@@ -205,10 +205,10 @@ class FeedForward(Module):
     `up_weight` = W1 (C, F) and `down_weight` = W2 (F, C); act is "gelu" or "relu"."""
 
     def __init__(self, d_model, d_ff, activation="gelu", out_std=INIT_STD, rng=None,
-                 dtype="float32"):
+                 dtype="float32", kernels="reference"):
         rng = rng or np.random.default_rng(0)
         xp = get_backend()
-        self.activation = activation
+        self.activation, self.kernels = activation, kernels
         self.up_weight = Parameter(init_normal(rng, (d_model, d_ff), INIT_STD, dtype))
         self.up_bias = Parameter(xp.zeros(d_ff, dtype=dtype))
         self.down_weight = Parameter(init_normal(rng, (d_ff, d_model), out_std, dtype))
@@ -216,7 +216,7 @@ class FeedForward(Module):
 
     def forward(self, x):
         return ops.ffn(x, self.up_weight, self.up_bias, self.down_weight, self.down_bias,
-                       activation=self.activation)
+                       activation=self.activation, kernels=self.kernels)
 
 
 class SwiGLUFeedForward(Module):
@@ -246,7 +246,7 @@ def swiglu_width(d_model, multiple=8):
 class FeedForwardKind:
     """A feed-forward variant that `ModelConfig(activation=...)` can name.
 
-    `module(d_model, d_ff, out_std=, rng=, dtype=)` builds it; `default_d_ff(d_model)` is its
+    `module(d_model, d_ff, out_std=, rng=, dtype=, kernels=)` builds it; `default_d_ff(d_model)` is its
     hidden width F when the config gives none; `n_matrices` weight matrices of C·F entries and,
     if `bias`, F + C bias entries are what the parameter and FLOP counts
     (`minichinchilla/scaling/flops.py`) read. Adding a variant is one entry in FEED_FORWARDS.
@@ -265,11 +265,11 @@ FEED_FORWARDS = {
 }
 
 
-def make_norm(kind, dim, dtype="float32"):
+def make_norm(kind, dim, dtype="float32", kernels="reference"):
     if kind == "layernorm":
-        return LayerNorm(dim, dtype=dtype)
+        return LayerNorm(dim, dtype=dtype, kernels=kernels)
     if kind == "rmsnorm":
-        return RMSNorm(dim, dtype=dtype)
+        return RMSNorm(dim, dtype=dtype, kernels=kernels)
     raise ValueError(f"norm must be 'layernorm' or 'rmsnorm', got {kind!r}")
 
 
@@ -282,7 +282,7 @@ class Block(Module):
     Real models add both; chapter 04's notebook shows what goes wrong without them.
 
     Built from a `ModelConfig` (its d_model, n_heads, d_ff, n_layers, norm, activation,
-    pos_encoding and dtype); the feed-forward is the config's entry in `FEED_FORWARDS`.
+    pos_encoding, dtype and kernels); the feed-forward is the config's entry in `FEED_FORWARDS`.
     """
 
     def __init__(self, config, rng=None):
@@ -292,12 +292,12 @@ class Block(Module):
         # so the stream's variance does not grow with depth (chapters/05-transformer.md, eq. 5.7).
         out_std = INIT_STD / math.sqrt(2 * c.n_layers)
         rope_base = ROPE_BASE if c.pos_encoding == "rope" else None
-        self.norm1 = make_norm(c.norm, c.d_model, c.dtype)
+        self.norm1 = make_norm(c.norm, c.d_model, c.dtype, c.kernels)
         self.attn = MultiHeadAttention(c.d_model, c.n_heads, rope_base=rope_base, out_std=out_std,
-                                       rng=rng, dtype=c.dtype)
-        self.norm2 = make_norm(c.norm, c.d_model, c.dtype)
+                                       rng=rng, dtype=c.dtype, kernels=c.kernels)
+        self.norm2 = make_norm(c.norm, c.d_model, c.dtype, c.kernels)
         self.ffn = FEED_FORWARDS[c.activation].module(c.d_model, c.d_ff, out_std=out_std, rng=rng,
-                                                      dtype=c.dtype)
+                                                      dtype=c.dtype, kernels=c.kernels)
 
     def forward(self, x, key_padding_mask=None):
         x = x + self.attn(self.norm1(x), key_padding_mask=key_padding_mask)  # (B, T, C)

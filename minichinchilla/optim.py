@@ -8,7 +8,8 @@ Chinchilla used — Hoffmann et al. found AdamW beat Adam for their models):
     p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
 
 Parameter groups let norms and biases skip weight decay, as is usual.
-Updates happen in place on `.data` (optimiser state is the one place in-place work belongs).
+Updates happen in place on `.data` (optimiser state is the one place in-place work belongs):
+a parameter keeps its array object, whatever the optimiser.
 """
 from __future__ import annotations
 
@@ -103,133 +104,45 @@ class SGD(Optimizer):
 class AdamW(Optimizer):
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019), PyTorch's rule and order.
 
-    Speed (chapters/12-performance.md). The update is ~12 elementwise passes over every
-    parameter: memory-bound work. Done parameter by parameter it costs ~80 small NumPy calls
-    per pass and streams each array from memory twelve times. Instead, at its first step the
-    optimiser moves each group's parameters into ONE contiguous buffer and makes every
-    ``p.data`` a view into it (m and v likewise); gradients are gathered into a flat buffer
-    with one ``concatenate``. The update then runs over the flat buffers in cache-sized
-    blocks on the worker threads (`minichinchilla.functional._blocks`): the same arithmetic in
-    the same order, so the result is bit-for-bit the per-parameter one. If anything replaces
-    a ``p.data`` or a state array (``load_state_dict``, a checkpoint), the next step notices
-    and rebuilds the buffers; if some parameter has no gradient, the group falls back to the
-    plain per-parameter loop (`_step_param`), which PyTorch's semantics need there.
+    One parameter at a time, one line per equation of chapters/07-pretraining.md: (7.4) decay,
+    (7.5) moments, (7.6) bias-corrected step. Every update is in place on ``p.data``, ``m`` and
+    ``v``: a parameter keeps its array, so a model's arrays stay the model's own. A faster step
+    over whole groups at once, same numbers to the bit, is the explicit opt-in
+    `minichinchilla.functional.fast.FusedAdamW` (chapters/12-performance.md).
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
         if lr < 0 or eps < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"AdamW: invalid lr={lr}, betas={betas} or eps={eps}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
-        self._flat = {}  # group index -> flat buffers and the views handed out
 
     def step(self):
-        for i, g in enumerate(self.param_groups):
-            ps = g["params"]
-            if all(p.grad is not None for p in ps) and self._flat_ok(i, g):
-                self._step_flat(i, g)
-            else:
-                for p in ps:
-                    if p.grad is not None:
-                        self._step_param(p, g)
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is not None:  # a parameter without a gradient is skipped, as in PyTorch
+                    self._update(p, g)
 
-    # ---- the plain version: one parameter at a time -------------------------------------
-    def _step_param(self, p, g):
+    def _moments(self, p):
+        """This parameter's state: step count t and the moments m, v (zeros before its first step)."""
+        if id(p) not in self.state:
+            xp = get_array_module(p.data)
+            self.state[id(p)] = {"step": 0, "m": xp.zeros_like(p.data), "v": xp.zeros_like(p.data)}
+        return self.state[id(p)]
+
+    def _update(self, p, g):
         lr, (b1, b2), eps, wd = g["lr"], g["betas"], g["eps"], g["weight_decay"]
-        xp = get_array_module(p.data, p.grad)
-        st = self.state.get(id(p))
-        if st is None:
-            st = self.state[id(p)] = {"step": 0, "m": xp.zeros_like(p.data), "v": xp.zeros_like(p.data)}
+        st = self._moments(p)
         st["step"] += 1
         t, m, v, grad = st["step"], st["m"], st["v"], p.grad
-        if wd:
-            p.data *= 1.0 - lr * wd  # decoupled: shrink the weights, not the gradient
+        p.data *= 1.0 - lr * wd  # (7.4) decoupled: shrink the weights, not the gradient
         m *= b1
-        m += (1.0 - b1) * grad
+        m += (1.0 - b1) * grad  # (7.5) first moment
         v *= b2
-        v += (1.0 - b2) * (grad * grad)
-        bias1 = 1.0 - b1 ** t
-        bias2 = 1.0 - b2 ** t
-        denom = xp.sqrt(v)  # a fresh temporary, updated in place below
-        denom /= math.sqrt(bias2)
-        denom += eps
-        p.data -= (lr / bias1) * (m / denom)
-
-    # ---- the fast version: the whole group as three flat buffers ---------------------------
-    def _flat_ok(self, i, g):
-        """Make sure group i lives in flat buffers (build them if needed); False if it cannot."""
-        ps = g["params"]
-        xp = get_array_module(ps[0].data)
-        dtype = ps[0].data.dtype
-        if any(get_array_module(p.data) is not xp or p.data.dtype != dtype for p in ps):
-            return False
-        steps = {self.state[id(p)]["step"] if id(p) in self.state else 0 for p in ps}
-        if len(steps) != 1:  # parameters at different step counts: keep them separate
-            return False
-        f = self._flat.get(i)
-        if f is not None and all(p.data is pv and self.state[id(p)]["m"] is mv and self.state[id(p)]["v"] is vv
-                                 for p, pv, mv, vv in zip(ps, f["p_views"], f["m_views"], f["v_views"])):
-            return True
-        # (Re)build: copy the current values in, then hand out views of the flat buffers.
-        sizes = [p.data.size for p in ps]
-        offsets = [0]
-        for n in sizes:
-            offsets.append(offsets[-1] + n)
-        flat = {k: xp.empty(offsets[-1], dtype=dtype) for k in ("p", "m", "v", "g")}
-        for k in ("p_views", "m_views", "v_views"):
-            flat[k] = []
-        step = steps.pop()
-        for p, lo, hi in zip(ps, offsets, offsets[1:]):
-            st = self.state.get(id(p)) or {"step": 0}
-            for key, src in (("p", p.data), ("m", st.get("m")), ("v", st.get("v"))):
-                view = flat[key][lo:hi].reshape(p.data.shape)  # a view into the flat buffer
-                if src is None:
-                    view[...] = 0
-                else:
-                    view[...] = src
-                flat[key + "_views"].append(view)
-            p.data = flat["p_views"][-1]
-            self.state[id(p)] = {"step": step, "m": flat["m_views"][-1], "v": flat["v_views"][-1]}
-        self._flat[i] = flat
-        return True
-
-    def _step_flat(self, i, g):
-        from .functional._blocks import for_each_block
-
-        lr, (b1, b2), eps, wd = g["lr"], g["betas"], g["eps"], g["weight_decay"]
-        f = self._flat[i]
-        P, M, V, G = f["p"], f["m"], f["v"], f["g"]  # (n_params,) each
-        xp = get_array_module(P)
-        xp.concatenate([p.grad.reshape(-1) for p in g["params"]], out=G)  # (n_params,) one copy
-        for p in g["params"]:
-            self.state[id(p)]["step"] += 1
-        t = self.state[id(g["params"][0])]["step"]
-        bias1 = 1.0 - b1 ** t
-        bias2 = 1.0 - b2 ** t
-        # Python floats throughout: float32 buffers stay float32 (no NumPy float64 scalars).
-        decay, c1, c2 = 1.0 - lr * wd, 1.0 - b1, 1.0 - b2
-        sqrt_bias2, step_size = math.sqrt(bias2), lr / bias1
-
-        def block(r):  # the same operations, in the same order, as _step_param
-            pb, mb, vb, gb = P[r], M[r], V[r], G[r]  # (R,) views
-            tmp = xp.empty_like(gb)  # (R,) scratch
-            if wd:
-                pb *= decay
-            mb *= b1
-            xp.multiply(gb, c1, out=tmp)
-            mb += tmp
-            vb *= b2
-            xp.multiply(gb, gb, out=tmp)
-            tmp *= c2
-            vb += tmp
-            xp.sqrt(vb, out=tmp)  # denominator
-            tmp /= sqrt_bias2
-            tmp += eps
-            xp.divide(mb, tmp, out=tmp)
-            tmp *= step_size
-            pb -= tmp
-
-        # 1-D buffers: "rows" are single numbers, blocks of BLOCK_BYTES of them.
-        for_each_block(xp, P.shape[0], P.dtype.itemsize, block)
+        v += (1.0 - b2) * (grad * grad)  # (7.5) second moment
+        # (7.6) with the bias corrections folded as PyTorch folds them (same float32 rounding):
+        # lr * m_hat = (lr / (1 - b1^t)) * m  and  sqrt(v_hat) = sqrt(v) / sqrt(1 - b2^t).
+        denom = get_array_module(v).sqrt(v) / math.sqrt(1.0 - b2 ** t) + eps  # sqrt(v_hat) + eps
+        p.data -= (lr / (1.0 - b1 ** t)) * (m / denom)  # (7.6) the step
 
 
 def clip_grad_norm(params, max_norm):

@@ -10,9 +10,11 @@ gradient (chapters/01-autograd.md, eq. 1.3), so a tensor used twice receives bot
 Two kinds of nodes live in the same graph:
 
 * primitives (add, matmul, exp, sum, indexing, ...) whose local gradients are a line each;
-* fused nodes that wrap a hand-derived forward/backward pair from `minichinchilla.functional`
-  (`linear`, `attention`, `layernorm`, ...). Models run on these: one node per layer, with the
-  backward a student can read and derive.
+* fused nodes that wrap a hand-derived forward/backward pair (`linear`, `attention`,
+  `layernorm`, ...). Models run on these: one node per layer. Each takes `kernels=`, the set of
+  pairs it runs: "reference" (the default: `minichinchilla.functional`, the code the chapters
+  derive) or "fast" (`minichinchilla.functional.fast`, the same contract, tuned); a model passes
+  its `ModelConfig.kernels`.
 
 Rules the engine keeps: gradients are never modified in place once stored (accumulation
 builds a new array), so pass-through gradients can be shared safely; no operation changes
@@ -28,8 +30,12 @@ from __future__ import annotations
 
 import contextlib
 
-from . import functional as F
+from . import functional
 from .backend import get_array_module, get_backend
+from .functional import fast
+
+# The kernel sets a fused node can run: same pair names, same contracts (tests/test_functional_fast.py).
+KERNEL_SETS = {"reference": functional, "fast": fast}
 
 _grad_enabled = True
 
@@ -43,10 +49,6 @@ def no_grad():
         yield
     finally:
         _grad_enabled = previous
-
-
-def is_grad_enabled() -> bool:
-    return _grad_enabled
 
 
 def _as_array(data, dtype=None):
@@ -219,12 +221,12 @@ class Tensor:
     def __truediv__(self, other): return div(self, other)
     def __rtruediv__(self, other): return div(other, self)
     def __neg__(self): return mul(self, -1.0)
-    def __pow__(self, p): return pow(self, p)
+    def __pow__(self, p): return power(self, p)
     def __matmul__(self, other): return matmul(self, other)
     def __rmatmul__(self, other): return matmul(other, self)
     def __getitem__(self, index): return getitem(self, index)
 
-    def sum(self, axis=None, keepdims=False): return sum(self, axis, keepdims)
+    def sum(self, axis=None, keepdims=False): return reduce_sum(self, axis, keepdims)
     def mean(self, axis=None, keepdims=False): return mean(self, axis, keepdims)
     def max(self, axis=None, keepdims=False): return amax(self, axis, keepdims)
     def exp(self): return exp(self)
@@ -323,10 +325,10 @@ def div(a, b):
     return Tensor.from_op(out, (a, b), backward)
 
 
-def pow(x, p):
+def power(x, p):
     """x ** p for a constant exponent p (a Python number)."""
     if isinstance(p, Tensor):
-        raise TypeError("pow: the exponent must be a Python number (use exp(p * log(x)) for a tensor)")
+        raise TypeError("power: the exponent must be a Python number (use exp(p * log(x)) for a tensor)")
     xd = x.data
     return Tensor.from_op(xd ** p, (x,), lambda g: (g * p * xd ** (p - 1),))
 
@@ -387,7 +389,8 @@ def _expand(g, shape, axes, keepdims):
     return xp.broadcast_to(g, shape)
 
 
-def sum(x, axis=None, keepdims=False):
+def reduce_sum(x, axis=None, keepdims=False):
+    """Sum over `axis` (all axes by default); the gradient broadcasts back over the summed axes."""
     axes, shape = _norm_axis(axis, x.ndim), x.shape
     out = x.data.sum(axis=axes, keepdims=keepdims)
     return Tensor.from_op(out, (x,), lambda g: (_expand(g, shape, axes, keepdims),))
@@ -531,44 +534,66 @@ def fused(forward, backward, *args, **kwargs):
     return Tensor.from_op(out, parents, _backward)
 
 
-def linear(x, W, b=None):
+def kernel_set(kernels):
+    """The module of forward/backward pairs a fused node runs.
+
+    "reference" is `minichinchilla.functional` (the pairs the chapters derive), "fast" is
+    `minichinchilla.functional.fast`; any other module with the same pair names is used as given.
+    """
+    if isinstance(kernels, str):
+        if kernels not in KERNEL_SETS:
+            raise ValueError(f"kernels must be one of {sorted(KERNEL_SETS)}, got {kernels!r}")
+        return KERNEL_SETS[kernels]
+    return kernels
+
+
+def linear(x, W, b=None, kernels="reference"):
     """Y = XW + b (chapters/01-autograd.md, eq. 1.8) as one node."""
-    return fused(F.linear_forward, F.linear_backward, x, W, b)
+    k = kernel_set(kernels)
+    return fused(k.linear_forward, k.linear_backward, x, W, b)
 
 
-def embedding(idx, E):
+def embedding(idx, E, kernels="reference"):
     """Rows of E picked by integer ids (chapters/02-softmax-cross-entropy.md, eq. 2.9)."""
-    return fused(F.embedding_forward, F.embedding_backward, idx, E)
+    k = kernel_set(kernels)
+    return fused(k.embedding_forward, k.embedding_backward, idx, E)
 
 
-def softmax(x, axis=-1):
-    return fused(F.softmax_forward, F.softmax_backward, x, axis=axis)
+def softmax(x, axis=-1, kernels="reference"):
+    k = kernel_set(kernels)
+    return fused(k.softmax_forward, k.softmax_backward, x, axis=axis)
 
 
-def cross_entropy(logits, targets, ignore_index=-100):
+def cross_entropy(logits, targets, ignore_index=-100, kernels="reference"):
     """Mean negative log-likelihood over non-ignored targets (chapters/02-softmax-cross-entropy.md, eq. 2.6)."""
-    return fused(F.cross_entropy_forward, F.cross_entropy_backward, logits, targets,
-                 ignore_index=ignore_index)
+    k = kernel_set(kernels)
+    return fused(k.cross_entropy_forward, k.cross_entropy_backward, logits, targets, ignore_index=ignore_index)
 
 
-def layernorm(x, gamma, beta, eps=1e-5):
-    return fused(F.layernorm_forward, F.layernorm_backward, x, gamma, beta, eps=eps)
+def layernorm(x, gamma, beta, eps=1e-5, kernels="reference"):
+    k = kernel_set(kernels)
+    return fused(k.layernorm_forward, k.layernorm_backward, x, gamma, beta, eps=eps)
 
 
-def rmsnorm(x, gamma, eps=1e-6):
-    return fused(F.rmsnorm_forward, F.rmsnorm_backward, x, gamma, eps=eps)
+def rmsnorm(x, gamma, eps=1e-6, kernels="reference"):
+    k = kernel_set(kernels)
+    return fused(k.rmsnorm_forward, k.rmsnorm_backward, x, gamma, eps=eps)
 
 
-def gelu(x):
-    return fused(F.gelu_forward, F.gelu_backward, x)
+def gelu(x, kernels="reference"):
+    k = kernel_set(kernels)
+    return fused(k.gelu_forward, k.gelu_backward, x)
 
 
-def ffn(x, W1, b1, W2, b2, activation="gelu"):
-    return fused(F.ffn_forward, F.ffn_backward, x, W1, b1, W2, b2, activation=activation)
+def ffn(x, W1, b1, W2, b2, activation="gelu", kernels="reference"):
+    k = kernel_set(kernels)
+    return fused(k.ffn_forward, k.ffn_backward, x, W1, b1, W2, b2, activation=activation)
 
 
-def attention(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_mask=None, rope_base=None):
+def attention(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_mask=None, rope_base=None,
+              kernels="reference"):
     """Multi-head self-attention as one node (chapters/03-attention.md, eqs. 3.1–3.10)."""
+    k = kernel_set(kernels)
     mask = key_padding_mask.data if isinstance(key_padding_mask, Tensor) else key_padding_mask
-    return fused(F.attention_forward, F.attention_backward, x, Wqkv, bqkv, Wo, bo,
+    return fused(k.attention_forward, k.attention_backward, x, Wqkv, bqkv, Wo, bo,
                  n_heads=n_heads, causal=causal, key_padding_mask=mask, rope_base=rope_base)

@@ -1,5 +1,5 @@
 """The benchmark's own machinery and the fast paths of chapter 12: they must change speed, never
-results (blocked kernels, worker threads, flat AdamW buffers, the node-based autograd graph)."""
+results (blocked kernels, worker threads, the fused AdamW's flat buffers, the node-based graph)."""
 import gc
 import json
 import weakref
@@ -7,9 +7,9 @@ import weakref
 import numpy as np
 import pytest
 
-import minichinchilla.functional as F
 from minichinchilla import bench
-from minichinchilla.functional import _blocks
+from minichinchilla.functional import fast
+from minichinchilla.functional.fast import FusedAdamW, _blocks
 from minichinchilla.gradcheck import rel_error
 from minichinchilla.model import ModelConfig, TransformerLM
 from minichinchilla.optim import AdamW, param_groups_for_decay
@@ -79,15 +79,15 @@ def test_blocked_kernels_give_the_same_bits_on_one_and_two_threads(threads):
 
     def run():
         out = []
-        y, c = F.layernorm_forward(x, g, b)
-        out += [y, *F.layernorm_backward(y * 0.5, c)]
-        y, c = F.rmsnorm_forward(x, g)
-        out += [y, *F.rmsnorm_backward(y * 0.5, c)]
-        y, c = F.gelu_forward(h)
-        out += [y, F.gelu_backward(h, c)]
+        y, c = fast.layernorm_forward(x, g, b)
+        out += [y, *fast.layernorm_backward(y * 0.5, c)]
+        y, c = fast.rmsnorm_forward(x, g)
+        out += [y, *fast.rmsnorm_backward(y * 0.5, c)]
+        y, c = fast.gelu_forward(h)
+        out += [y, fast.gelu_backward(h, c)]
         for kw in (dict(), dict(key_padding_mask=kpm, causal=False), dict(rope_base=10000.0)):
-            y, c = F.attention_forward(xa, Wqkv, bqkv, Wo, bo, 4, **kw)
-            out += [y, *F.attention_backward(y, c)]
+            y, c = fast.attention_forward(xa, Wqkv, bqkv, Wo, bo, 4, **kw)
+            out += [y, *fast.attention_backward(y, c)]
         return out
 
     threads(1)
@@ -109,60 +109,48 @@ def _twin_models(dtype="float32"):
     return TransformerLM(cfg, seed=1), TransformerLM(cfg, seed=1)
 
 
-def _plain_step(opt):
-    for g in opt.param_groups:
-        for p in g["params"]:
-            if p.grad is not None:
-                opt._step_param(p, g)
-
-
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_flat_adamw_is_bitwise_the_per_parameter_rule(threads, n_threads):
+def test_fused_adamw_is_bitwise_the_per_parameter_rule_and_rebinds_nothing(threads, n_threads):
     threads(n_threads)
-    fast, plain = _twin_models()
-    opt = AdamW(param_groups_for_decay(fast, 0.1), lr=1e-2, betas=(0.9, 0.95))
-    ref = AdamW(param_groups_for_decay(plain, 0.1), lr=1e-2, betas=(0.9, 0.95))
+    fused_model, plain_model = _twin_models()
+    opt = FusedAdamW(param_groups_for_decay(fused_model, 0.1), lr=1e-2, betas=(0.9, 0.95))
+    ref = AdamW(param_groups_for_decay(plain_model, 0.1), lr=1e-2, betas=(0.9, 0.95))
+    arrays = [p.data for p in fused_model.parameters()]
     rng = np.random.default_rng(0)
     for _ in range(4):
-        for p, q in zip(fast.parameters(), plain.parameters()):
+        for p, q in zip(fused_model.parameters(), plain_model.parameters()):
             p.grad = q.grad = rng.standard_normal(p.shape).astype(np.float32)
         opt.step()
-        _plain_step(ref)
-    for p, q in zip(fast.parameters(), plain.parameters()):
+        ref.step()
+    assert opt._flat  # the fused path really ran
+    for p, q, a in zip(fused_model.parameters(), plain_model.parameters(), arrays):
+        assert p.data is a and not np.shares_memory(p.data, opt._flat[0]["p"])  # its own array, updated in place
         assert np.array_equal(p.data, q.data)
         assert np.array_equal(opt.state[id(p)]["m"], ref.state[id(q)]["m"])
-    # The parameters now live in one buffer per group.
-    flat = opt._flat[0]["p"]
-    assert all(np.shares_memory(p.data, flat) for p in opt.param_groups[0]["params"])
 
 
-def test_flat_adamw_survives_replaced_arrays_and_missing_grads():
-    fast, plain = _twin_models()
-    opt = AdamW(param_groups_for_decay(fast, 0.1), lr=1e-2)
-    ref = AdamW(param_groups_for_decay(plain, 0.1), lr=1e-2)
+def test_fused_adamw_survives_replaced_arrays_and_missing_grads():
+    fused_model, plain_model = _twin_models()
+    opt = FusedAdamW(param_groups_for_decay(fused_model, 0.1), lr=1e-2)
+    ref = AdamW(param_groups_for_decay(plain_model, 0.1), lr=1e-2)
     rng = np.random.default_rng(1)
 
     def grads(skip=None):
-        for i, (p, q) in enumerate(zip(fast.parameters(), plain.parameters())):
+        for i, (p, q) in enumerate(zip(fused_model.parameters(), plain_model.parameters())):
             g = None if i == skip else rng.standard_normal(p.shape).astype(np.float32)
             p.grad = q.grad = g
 
     grads()
     opt.step()
-    _plain_step(ref)
+    ref.step()
     # A checkpoint restore replaces every p.data and the optimiser state: the next step relinks.
-    fast.load_state_dict(plain.state_dict())
+    fused_model.load_state_dict(plain_model.state_dict())
     opt.load_state_dict(ref.state_dict())
-    grads()
-    opt.step()
-    _plain_step(ref)
-    grads(skip=0)  # a parameter without a gradient: PyTorch skips it entirely
-    opt.step()
-    _plain_step(ref)
-    grads()
-    opt.step()
-    _plain_step(ref)
-    for p, q in zip(fast.parameters(), plain.parameters()):
+    for skip in (None, 0, None):  # a parameter without a gradient: PyTorch skips it entirely
+        grads(skip)
+        opt.step()
+        ref.step()
+    for p, q in zip(fused_model.parameters(), plain_model.parameters()):
         assert np.array_equal(p.data, q.data)
     assert opt.state_dict().keys() == ref.state_dict().keys()
 
@@ -237,14 +225,45 @@ def test_cli_end_to_end_small(tmp_path, capsys):
     for key in ("ms_median", "cpu_ms_median", "tokens_per_s", "gflops", "mfu", "peak_mib"):
         assert key in row["ours"]
     assert "load_average" in data["environment"] and "engine_overhead" in row
-    assert "autograd engine over functional pairs" in capsys.readouterr().out
+    assert row["reference"]["first_loss"] == pytest.approx(row["ours"]["first_loss"], rel=1e-5)
+    printed = capsys.readouterr().out
+    assert "autograd engine over functional pairs" in printed and "reference" in printed
 
 
-def test_profile_step_accounts_for_the_whole_step():
-    prof = bench.profile_step(_spec(), steps=1)
+@pytest.mark.parametrize("kernels", ["fast", "reference"])
+def test_profile_step_accounts_for_the_whole_step(kernels):
+    prof = bench.profile_step(_spec(), steps=1, kernels=kernels)
     parts = sum(v for k, v in prof.items() if k != "total")
     assert parts == pytest.approx(prof["total"])
-    assert prof["matmul: linear layers"] > 0 and prof["GELU"] > 0 and prof["AdamW"] > 0
+    for group in ("attention layer (incl. its two linears)", "feed-forward (two linears + GELU)", "LayerNorm",
+                  "matmul: tied logits", "cross-entropy", "embedding", "AdamW"):
+        assert prof[group] > 0, group
+
+
+def test_bench_patches_no_module():
+    """No attribute of another module or class is replaced by the engine or the benchmark (profiling
+    points a model at a timed kernel set instead)."""
+    import ast
+    import pathlib
+
+    package = pathlib.Path(bench.__file__).parent
+    engine = [package / f"{name}.py" for name in ("bench", "tensor", "optim", "backend", "composed", "nn", "model")]
+    for path in engine + sorted((package / "functional").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setattr":
+                target = node.args[0]
+                assert isinstance(target, ast.Name) and target.id == "self", f"{path}:{node.lineno} setattr on {ast.dump(target)}"
+
+
+def test_cli_gpu_without_cupy_is_one_error_line(capsys):
+    from minichinchilla.backend import cupy_available
+
+    if cupy_available():
+        pytest.skip("CuPy runs here")
+    assert bench.main(["--configs", "s10k", "--device", "gpu"]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("error:") and "--device gpu" in err and len(err.strip().splitlines()) == 1
+    assert "machine:" not in out
 
 
 def _gemm_shapes_module():

@@ -28,7 +28,7 @@ _C = "minichinchilla.composed"
 EXERCISES = (
     Exercise("ex1", "softmax backward (Jacobian-vector product)", "A1-backprop-basics.ipynb",
              ("softmax_backward",), "chapters/02-softmax-cross-entropy.md", 30,
-             (f"{_F}:softmax_backward", f"{_F}.softmax:_softmax_backward_into", f"{_T}:softmax",
+             (f"{_F}:softmax_backward", f"{_T}:softmax",
               f"{_C}:softmax")),
     Exercise("ex2", "cross-entropy backward with ignore_index", "A1-backprop-basics.ipynb",
              ("cross_entropy_backward",), "chapters/02-softmax-cross-entropy.md", 30,

@@ -7,6 +7,11 @@ Each layer is a pair of pure functions, CS231n style:
 
 Kernels take their array module from their inputs (`get_array_module`), so the same
 code runs on NumPy and CuPy. Nothing here mutates its inputs or `dout`.
+
+These are the reference pairs: one line per chapter equation, no threads, no blocking, no
+`out=` buffers. Their tuned twins live in `minichinchilla.functional.fast` with the same names
+and contracts, each held equal to its reference by tests/test_functional_fast.py; a model
+chooses its set with `ModelConfig(kernels="fast" | "reference")`.
 """
 from .activations import gelu_backward, gelu_forward, relu_backward, relu_forward
 from .attention import attention_backward, attention_forward, attention_step, attention_weights
@@ -33,3 +38,5 @@ __all__ = [
     "attention_forward", "attention_backward", "attention_step", "attention_weights",
     "rope_forward", "rope_backward", "rope_tables",
 ]
+
+from . import fast  # noqa: E402  (after __all__: the fast set reuses the reference's names)

@@ -1,10 +1,11 @@
 """Multi-head causal self-attention with masks and optional RoPE; its backward; and a
-KV-cached step for generation.
+KV-cached step for generation: the reference version, one line per equation of chapter 03.
 
 Shapes (llm.c names): B batch, T sequence length, C model width, NH heads, hs = C / NH.
-Heads are folded into one batch axis BH = B * NH. On a CPU the scores are computed in
-blocks of heads and of queries that fit in cache (chapter 12, performance); on a GPU
-in one block. The loops are over blocks, never over single tokens or heads.
+Every head is one slice of a batched matmul over (B, NH): no loop over batch, time or heads.
+The whole (B, NH, T, T) matrix of weights P is built and cached, exactly as the equations
+write it. `minichinchilla/functional/fast/attention.py` computes the same numbers without ever
+holding P (chapter 12 derives it from this file, change by change).
 """
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ import math
 import operator
 
 from ..backend import get_array_module
-from ._blocks import for_each_block
 from ._checks import check_float, check_ndim, check_shape
 from .linear import linear_backward, linear_forward
 from .rope import rope_backward, rope_forward
+from .softmax import softmax_backward, softmax_forward
 
 _NEG_INF = float("-inf")
-_SCORE_BYTES = 512 * 1024  # scores per block of heads: fits in L2 next to q, k, v
 
 
 def _check_inputs(x, Wqkv, bqkv, Wo, bo, n_heads, rope_base):
@@ -59,200 +59,83 @@ def _check_padding(key_padding_mask, x):
     check_shape("key_padding_mask", key_padding_mask, tuple(x.shape[:2]), f"(B, T) for x of shape {tuple(x.shape)}")
 
 
-def _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, offset):
-    """QKV projection (chapters/03-attention.md, eq. 3.1), split into heads, RoPE'd, q scaled.
-
-    The heads come out with (B, NH) folded into ONE batch axis, BH = B * NH, and contiguous:
-    every later product is then one stacked GEMM over BH independent (T, hs) matrices with
-    plain strides, which BLAS runs at full speed (strided views of qkv can fall off that path).
-    Returns q (scaled by 1/sqrt(hs)) and v, each (BH, T, hs) contiguous; k as (B, NH, T, hs),
-    possibly a strided view (callers copy it into the layout they need, see `_keys_transposed`);
-    the linear cache, the RoPE cache (None without RoPE) and the scale.
-    """
-    xp = get_array_module(x)
-    B, T, C = x.shape
-    qkv, cache_qkv = linear_forward(x, Wqkv, bqkv)  # (B, T, 3C) one GEMM for all of q, k, v
-    # Columns are [q | k | v], and inside each third head h owns columns h*hs:(h+1)*hs,
-    # so a reshape + transpose splits them into heads.
-    heads = qkv.reshape(B, T, 3, NH, hs).transpose(2, 0, 3, 1, 4)  # (3, B, NH, T, hs) view
-    # ONE copy for q and v together: NumPy copies this 5-D view about four times faster than
-    # it copies each 4-D head view on its own (measured in chapter 12). k is left as a view:
-    # the scores want it transposed, and copying it straight into that layout saves a pass.
-    qv = xp.ascontiguousarray(heads[0::2])  # (2, B, NH, T, hs)
-    q, v = qv[0].reshape(B * NH, T, hs), qv[1].reshape(B * NH, T, hs)  # (BH, T, hs) views, contiguous
-    k = heads[1]  # (B, NH, T, hs) strided view into qkv
-    rope_cache = None
-    if rope_base is not None:
-        # RoPE rotates q and k only (eq. 5.4); v carries content, not position.
-        q, rope_cache = rope_forward(q, rope_base, offset)  # (BH, T, hs) fresh
-        k, _ = rope_forward(k, rope_base, offset)  # (B, NH, T, hs) fresh, same tables
-    # Scale q rather than the scores (eq. 3.2): (BH, T, hs) is no bigger than (BH, T, T).
-    scale = 1.0 / math.sqrt(hs)  # Python float: keeps float32
-    q *= scale  # (BH, T, hs) our own copy (or fresh from rope_forward): safe in place
-    return q, k, v, cache_qkv, rope_cache, scale
-
-
-def _keys_transposed(k):
-    """(B, NH, T, hs) keys, any strides -> (BH, hs, T) contiguous: the layout the score GEMM
-    wants (see `_attend`), made in one copy."""
-    xp = get_array_module(k)
-    B, NH, T, hs = k.shape
-    return xp.ascontiguousarray(k.transpose(0, 1, 3, 2)).reshape(B * NH, hs, T)  # (BH, hs, T)
-
-
-def _future_bias(xp, Tb, dtype):
-    """(Tb, Tb) additive causal mask: 0 on and below the diagonal, -inf above it."""
-    upper = xp.triu(xp.ones((Tb, Tb), dtype=bool), k=1)  # (Tb, Tb) True = a key in the future
-    return xp.where(upper, _NEG_INF, 0.0).astype(dtype)  # (Tb, Tb)
-
-
-def _mask_scores(S, first, future, pad):
-    """Write -inf where a query may not look (chapters/03-attention.md, eq. 3.3), in place.
-
-    S: (G, Tb, Tk) scores of the queries at positions first .. first+Tb-1 against keys
-    0 .. Tk-1. Causally query first+i sees keys j <= first+i, so only the (Tb, Tb) square of
-    columns first .. first+Tb-1 holds masked entries: adding `future` (0 / -inf, from
-    `_future_bias`; None when not causal) to that square masks them in one cheap pass.
-    pad: None or (G, Tk) bool, True = padding key.
-    """
-    xp = get_array_module(S)
-    # Masks go in BEFORE the softmax's row max: a masked score of -inf becomes exp(-inf) = 0
-    # weight, and a large masked score cannot dominate the max.
-    if future is not None:
-        Tb = S.shape[1]
-        square = S[:, :, first:first + Tb]  # (G, Tb, Tb) view
-        square += future[:Tb, :Tb]  # (G, Tb, Tb) x + (-inf) = -inf
-    if pad is not None:
-        xp.copyto(S, _NEG_INF, where=pad[:, None, :])  # (G, Tb, Tk)
-
-
-def _query_block(xp, Tq):
-    """Queries per block. CPU: 64, so a block of scores stays in cache and a causal block
-    skips the keys in its future. GPU: all of them (one big kernel beats many small ones)."""
-    return Tq if xp.__name__ != "numpy" else min(Tq, 64)
-
-
-def _attend(q, kT, v, past, causal, pad):
-    """Masked softmax attention, FlashAttention style (chapters/03-attention.md, eq. 3.2 to
-    chapters/03-attention.md, eq. 3.5), without ever holding all of P.
-
-    For a block of G heads and Tb queries:  S = q k^T (already scaled through q), mask,
-    m = rowmax(S), E = exp(S - m), s = rowsum(E), y = (E v) / s.  Dividing the (Tb, hs) output
-    instead of the (Tb, Tk) weights is the same softmax with hs/Tk of the divisions. We keep
-    only lse = m + log(s), one number per query: the backward rebuilds P = exp(S - lse) from it
-    (chapter 03, section 6). A causal block of queries first..first+Tb-1 reads only keys
-    0..first+Tb-1: the keys in its future would all get weight 0, so they are skipped.
-
-    Layout matters as much as flop counts here: the keys come TRANSPOSED and contiguous, kT of
-    shape (BH, hs, Tk), because BLAS multiplies q (Tb, hs) by a plain (hs, Tk) matrix almost twice
-    as fast as by the transposed view of a (Tk, hs) one (hs = 32 is a short inner dimension).
-
-    Inputs:
-        q: (BH, Tq, hs) scaled queries at positions past .. past+Tq-1
-        kT: (BH, hs, Tk) keys, transposed; v: (BH, Tk, hs) values
-        pad: None or (BH, Tk) bool, True = padding key
-    Returns:
-        y (BH, Tq, hs) and lse (BH, Tq). A query whose keys are all masked gets y = 0.
-    """
-    xp = get_array_module(q, kT, v)
-    BH, Tq, hs = q.shape
-    Tk = kT.shape[2]
-    y = xp.empty_like(q)  # (BH, Tq, hs)
-    lse = xp.empty((BH, Tq), dtype=q.dtype)  # (BH, Tq)
-    Tb = _query_block(xp, Tq)
-    future = _future_bias(xp, Tb, q.dtype) if causal else None  # (Tb, Tb)
-    ones = xp.ones((Tk, 1), dtype=q.dtype)  # (Tk, 1)
-
-    def heads(g):  # one block of heads g, all queries, block by block
-        for lo in range(0, Tq, Tb):
-            hi = min(lo + Tb, Tq)
-            end = min(past + hi, Tk) if causal else Tk  # the keys this block can see
-            S = xp.matmul(q[g, lo:hi], kT[g, :, :end])  # (G, Tb, end) scores
-            _mask_scores(S, past + lo, future, None if pad is None else pad[g, :end])
-            m = S.max(axis=-1, keepdims=True)  # (G, Tb, 1) row maxima
-            if pad is not None:
-                # A row of all -inf has max -inf, and -inf - (-inf) = NaN: shift it by 0.
-                m = xp.where(xp.isfinite(m), m, 0.0)  # (G, Tb, 1)
-            S -= m  # (G, Tb, end) shift invariance (eq. 2.2): every exponent <= 0
-            xp.exp(S, out=S)  # (G, Tb, end) unnormalised weights E
-            # Row sums as a product with a vector of ones: BLAS beats NumPy's reduction here.
-            s = xp.matmul(S, ones[:end])  # (G, Tb, 1) >= 1, except all-masked rows: 0
-            if pad is not None:
-                s = xp.where(s == 0, 1.0, s)  # (G, Tb, 1) all-masked rows: 0 / 1 = 0, not NaN
-            yb = y[g, lo:hi]  # (G, Tb, hs) view we write into
-            xp.matmul(S, v[g, :end], out=yb)  # (G, Tb, hs)
-            yb /= s  # (G, Tb, hs) normalise the output, not the (Tb, Tk) weights
-            xp.log(s, out=s)  # (G, Tb, 1)
-            s += m  # (G, Tb, 1) log-sum-exp of the row
-            lse[g, lo:hi] = s[..., 0]  # (G, Tb)
-
-    # Blocks of heads: ~512 KiB of scores each, spread over the worker threads (_blocks.py).
-    for_each_block(xp, BH, Tb * Tk * q.dtype.itemsize, heads, block_bytes=_SCORE_BYTES, uses_blas=True)
-    return y, lse
-
-
-def _attend_backward(dy, q, kT, v, lse, D, past, causal, pad):
-    """Backward of `_attend`, block by block, rebuilding P = exp(S - lse) from q and k.
-
-    dv = P^T dy, dP = dy v^T           (chapters/03-attention.md, eq. 3.7)
-    dS = P * (dP - D)                   (chapters/03-attention.md, eq. 3.8)
-    dq_s = dS k, dk = dS^T q_s          (chapters/03-attention.md, eq. 3.9)
-
-    D = rowsum(dP * P) of eq. 3.8 equals rowsum(dy * y): sum_j (dy . v_j) P_ij = dy . y. The
-    caller computes it once on the (T, hs) arrays, so no (Tb, Tk) pass is needed for it.
-
-    As in the forward, every product gets plain (not transposed-view) right operands where
-    the inner dimension is hs: k and v^T are made contiguous once per call.
-
-    Inputs:
-        dy: (BH, Tq, hs); q (scaled), kT, v, lse, past, causal, pad as in `_attend`; D: (BH, Tq)
-    Returns:
-        dq_s (gradient w.r.t. the SCALED q), dk, dv: (BH, Tq, hs), (BH, Tk, hs), (BH, Tk, hs)
-    """
-    xp = get_array_module(dy, q)
-    BH, Tq, hs = q.shape
-    Tk = kT.shape[2]
-    k = xp.ascontiguousarray(kT.swapaxes(-1, -2))  # (BH, Tk, hs) for dq = dS k
-    vT = xp.ascontiguousarray(v.swapaxes(-1, -2))  # (BH, hs, Tk) for dP = dy v^T
-    dq = xp.empty_like(q)  # (BH, Tq, hs)
-    dk = xp.zeros_like(k)  # (BH, Tk, hs) accumulated over query blocks
-    dv = xp.zeros_like(v)  # (BH, Tk, hs)
-    Tb = _query_block(xp, Tq)
-    future = _future_bias(xp, Tb, q.dtype) if causal else None  # (Tb, Tb)
-
-    def heads(g):
-        for lo in range(0, Tq, Tb):
-            hi = min(lo + Tb, Tq)
-            end = min(past + hi, Tk) if causal else Tk
-            P = xp.matmul(q[g, lo:hi], kT[g, :, :end])  # (G, Tb, end) S again
-            _mask_scores(P, past + lo, future, None if pad is None else pad[g, :end])
-            P -= lse[g, lo:hi, None]  # (G, Tb, end)
-            xp.exp(P, out=P)  # (G, Tb, end) the weights P, exactly as in the forward
-            dyb = dy[g, lo:hi]  # (G, Tb, hs)
-            dvb, dkb = dv[g, :end], dk[g, :end]  # (G, end, hs) views we accumulate into
-            dvb += xp.matmul(P.swapaxes(-1, -2), dyb)  # (G, end, hs) eq. 3.7
-            dS = xp.matmul(dyb, vT[g, :, :end])  # (G, Tb, end) dP, eq. 3.7
-            dS -= D[g, lo:hi, None]  # (G, Tb, end)
-            dS *= P  # (G, Tb, end) the softmax VJP, eq. 3.8
-            xp.matmul(dS, k[g, :end], out=dq[g, lo:hi])  # (G, Tb, hs) eq. 3.9
-            dkb += xp.matmul(dS.swapaxes(-1, -2), q[g, lo:hi])  # (G, end, hs) eq. 3.9
-
-    for_each_block(xp, BH, Tb * Tk * q.dtype.itemsize, heads, block_bytes=_SCORE_BYTES, uses_blas=True)
-    return dq, dk, dv
-
-
-def _merge_heads(y, B):
-    """(BH, T, hs) -> (B, T, C): concatenate the heads (chapters/03-attention.md, eq. 3.6)."""
-    BH, T, hs = y.shape
-    NH = BH // B
-    return y.reshape(B, NH, T, hs).transpose(0, 2, 1, 3).reshape(B, T, NH * hs)  # (B, T, C) copy
-
-
-def _padding_per_head(xp, key_padding_mask, NH):
-    """(B, Tk) -> (BH, Tk): head h of sequence b sees sequence b's padding."""
+def _check_padding(key_padding_mask, x):
+    """key_padding_mask must be None or a (B, T) bool array for x of shape (B, T, C)."""
     if key_padding_mask is None:
-        return None
-    return xp.repeat(key_padding_mask, NH, axis=0)  # (BH, Tk)
+        return
+    if getattr(getattr(key_padding_mask, "dtype", None), "kind", None) != "b":
+        raise TypeError("key_padding_mask must be a bool array (True = padding), got "
+                        f"{getattr(key_padding_mask, 'dtype', type(key_padding_mask).__name__)}")
+    check_shape("key_padding_mask", key_padding_mask, tuple(x.shape[:2]), f"(B, T) for x of shape {tuple(x.shape)}")
+
+
+def _check_kv_cache(kv_cache, B, NH, hs):
+    """kv_cache must be None or (k, v), each (B, NH, T_past, hs); returns T_past."""
+    if kv_cache is None:
+        return 0
+    if not isinstance(kv_cache, tuple) or len(kv_cache) != 2:
+        raise TypeError("kv_cache must be None or a tuple (k, v)")
+    T_past = kv_cache[0].shape[2] if getattr(kv_cache[0], "ndim", 0) == 4 else 0
+    for name, a in zip(("kv_cache k", "kv_cache v"), kv_cache):
+        check_float(name, a)
+        check_shape(name, a, (B, NH, T_past, hs), "(B, NH, T_past, hs)")
+    return T_past
+
+
+def _split_heads(a, NH):
+    """(B, T, C) -> (B, NH, T, hs): head h owns columns h*hs:(h+1)*hs of each third of Wqkv."""
+    B, T, C = a.shape
+    return a.reshape(B, T, NH, C // NH).transpose(0, 2, 1, 3)  # (B, NH, T, hs) view
+
+
+def _merge_heads(y):
+    """(B, NH, T, hs) -> (B, T, C): concatenate the heads (chapters/03-attention.md, eq. 3.6)."""
+    B, NH, T, hs = y.shape
+    return y.transpose(0, 2, 1, 3).reshape(B, T, NH * hs)  # (B, T, C)
+
+
+def _qkv_heads(x, Wqkv, bqkv, NH, rope_base, offset=0):
+    """q, k, v of every head, (B, NH, T, hs) each (chapters/03-attention.md, eq. 3.1); with
+    `rope_base`, q and k rotated to positions offset.. (chapters/05-transformer.md, eq. 5.4)."""
+    C = x.shape[-1]
+    qkv, cache_qkv = linear_forward(x, Wqkv, bqkv)  # (B, T, 3C) one product for all of q, k, v
+    q, k, v = (_split_heads(qkv[..., i * C:(i + 1) * C], NH) for i in range(3))  # (B, NH, T, hs) each
+    rope_cache = None
+    if rope_base is not None:  # RoPE rotates q and k only; v carries content, not position
+        q, rope_cache = rope_forward(q, rope_base, offset)  # (B, NH, T, hs)
+        k, _ = rope_forward(k, rope_base, offset)  # (B, NH, T, hs) same angles
+    return q, k, v, cache_qkv, rope_cache
+
+
+def _mask(xp, Tq, Tk, causal, key_padding_mask, past=0):
+    """Boolean mask, True = NOT allowed (chapters/03-attention.md, eq. 3.3), or None.
+
+    Query i sits at position past + i; causally it may see keys j <= past + i.
+    Returns None (nothing masked), (1, 1, Tq, Tk) or (B, 1, Tq, Tk).
+    """
+    mask = None
+    if causal:
+        mask = xp.triu(xp.ones((Tq, Tk), dtype=bool), k=past + 1)[None, None]  # (1, 1, Tq, Tk)
+    if key_padding_mask is not None:
+        pad = key_padding_mask[:, None, None, :]  # (B, 1, 1, Tk) True = padding key
+        mask = pad if mask is None else (mask | pad)  # (B, 1, Tq, Tk)
+    return mask
+
+
+def _weights(q, k, mask):
+    """P = softmax(masked(q k^T / sqrt(hs))): chapters/03-attention.md, eq. 3.2 to
+    chapters/03-attention.md, eq. 3.4.
+
+    Returns P (B, NH, Tq, Tk) and the softmax cache for the backward.
+    """
+    xp = get_array_module(q, k)
+    S = q @ k.swapaxes(-1, -2) / math.sqrt(q.shape[-1])  # (B, NH, Tq, Tk) eq. 3.2
+    if mask is not None:
+        # The mask goes in BEFORE the softmax's row max: exp(-inf) = 0 weight, and a large
+        # masked score cannot dominate the max. A query whose keys are ALL masked has a row of
+        # -inf, which softmax_forward turns into zeros: it reads nothing (output 0, gradient 0).
+        S = xp.where(mask, _NEG_INF, S)  # (B, NH, Tq, Tk) eq. 3.3
+    return softmax_forward(S, axis=-1)  # (B, NH, Tq, Tk) eq. 3.4
 
 
 def attention_forward(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_mask=None,
@@ -269,8 +152,6 @@ def attention_forward(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_m
     With `rope_base`, q and k are rotated by RoPE at positions 0..T-1 before the scores
     (chapters/05-transformer.md, eq. 5.4; rotate-half layout, see rope.py).
     A query row whose keys are ALL masked gets zero weights: zero output, zero gradient.
-    P is never stored whole: `_attend` keeps one log-sum-exp per query and the backward
-    recomputes P from it (chapter 03, section 6; timings in chapter 12).
 
     Inputs:
         x: (B, T, C) float
@@ -282,17 +163,16 @@ def attention_forward(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_m
         rope_base: None, or the RoPE frequency base (e.g. 10000.0)
     Returns:
         out: (B, T, C)
-        cache: everything `attention_backward` needs (inputs, q, k, v, lse, RoPE tables)
+        cache: everything `attention_backward` needs (the two linear caches, q, k, v, P, RoPE tables)
     """
     xp = get_array_module(x, Wqkv, bqkv, Wo, bo)
     B, T, C, NH, hs = _check_inputs(x, Wqkv, bqkv, Wo, bo, n_heads, rope_base)
     _check_padding(key_padding_mask, x)
-    q, k, v, cache_qkv, rope_cache, scale = _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, 0)  # (BH, T, hs) q, v
-    kT = _keys_transposed(k)  # (BH, hs, T) the layout the score GEMM wants
-    pad = _padding_per_head(xp, key_padding_mask, NH)  # (BH, T) or None
-    y, lse = _attend(q, kT, v, 0, causal, pad)  # (BH, T, hs), (BH, T)
-    out, cache_o = linear_forward(_merge_heads(y, B), Wo, bo)  # (B, T, C)
-    return out, (cache_qkv, cache_o, q, kT, v, lse, pad, causal, rope_cache, scale, NH)
+    q, k, v, cache_qkv, rope_cache = _qkv_heads(x, Wqkv, bqkv, NH, rope_base)  # (B, NH, T, hs) each, eq. 3.1
+    P, cache_P = _weights(q, k, _mask(xp, T, T, causal, key_padding_mask))  # (B, NH, T, T) eq. 3.2 to eq. 3.4
+    y = P @ v  # (B, NH, T, hs) eq. 3.5
+    out, cache_o = linear_forward(_merge_heads(y), Wo, bo)  # (B, T, C) eq. 3.6
+    return out, (cache_qkv, cache_o, q, k, v, cache_P, rope_cache)
 
 
 def attention_backward(dout, cache):
@@ -311,41 +191,30 @@ def attention_backward(dout, cache):
     Returns:
         dx: (B, T, C), dWqkv: (C, 3C), dbqkv: (3C,) or None, dWo: (C, C), dbo: (C,) or None
     """
-    cache_qkv, cache_o, q, kT, v, lse, pad, causal, rope_cache, scale, NH = cache
+    cache_qkv, cache_o, q, k, v, cache_P, rope_cache = cache
     xp = get_array_module(dout, q)
-    BH, T, hs = q.shape
-    B, C = BH // NH, NH * hs
-    dy, dWo, dbo = linear_backward(dout, cache_o)  # (B, T, C), (C, C), (C,)
-    # D = rowsum(dP * P) = rowsum(dy * y) per head and query: computed on (T, hs), not (T, T).
-    y = cache_o[0]  # (B, T, C) the concatenated head outputs, the input of the Wo product
-    # einsum multiplies and sums over hs in one pass, three times faster than (dy * y).sum(-1),
-    # whose reduction over rows of only hs = 32 numbers is slow in NumPy.
-    D = xp.einsum("btnh,btnh->bnt", dy.reshape(B, T, NH, hs), y.reshape(B, T, NH, hs))  # (B, NH, T)
-    D = D.reshape(BH, T)  # (BH, T)
-    dy = xp.ascontiguousarray(dy.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)).reshape(BH, T, hs)  # (BH, T, hs)
-    dq, dk, dv = _attend_backward(dy, q, kT, v, lse, D, 0, causal, pad)  # (BH, T, hs) each
-    dq *= scale  # (BH, T, hs) S = (q * scale) k^T: chain rule through the scaling of q
-    # (dk needs no factor: the cached q is already the scaled one.)
+    NH, hs = q.shape[1], q.shape[3]
+    P = cache_P[0]  # (B, NH, T, T)
+    dy_cat, dWo, dbo = linear_backward(dout, cache_o)  # (B, T, C), (C, C), (C,) eq. 3.7
+    dy = _split_heads(dy_cat, NH)  # (B, NH, T, hs)
+    dP = dy @ v.swapaxes(-1, -2)  # (B, NH, T, T) eq. 3.7
+    dv = P.swapaxes(-1, -2) @ dy  # (B, NH, T, hs) eq. 3.7
+    dS = softmax_backward(dP, cache_P)  # (B, NH, T, T) eq. 3.8
+    dq = dS @ k / math.sqrt(hs)  # (B, NH, T, hs) eq. 3.9
+    dk = dS.swapaxes(-1, -2) @ q / math.sqrt(hs)  # (B, NH, T, hs) eq. 3.9
     if rope_cache is not None:
-        dq = rope_backward(dq, rope_cache)  # (BH, T, hs)
-        dk = rope_backward(dk, rope_cache)  # (BH, T, hs)
-    # Put the three head gradients back in the [q | k | v] column layout of Wqkv.
-    dqkv = xp.empty((B, T, 3, NH, hs), dtype=dq.dtype)  # (B, T, 3, NH, hs)
-    heads = dqkv.transpose(2, 0, 3, 1, 4)  # (3, B, NH, T, hs) view into dqkv
-    heads[0] = dq.reshape(B, NH, T, hs)
-    heads[1] = dk.reshape(B, NH, T, hs)
-    heads[2] = dv.reshape(B, NH, T, hs)
-    dx, dWqkv, dbqkv = linear_backward(dqkv.reshape(B, T, 3 * C), cache_qkv)  # (B, T, C), (C, 3C), (3C,)
+        dq = rope_backward(dq, rope_cache)  # (B, NH, T, hs) eq. 5.5
+        dk = rope_backward(dk, rope_cache)  # (B, NH, T, hs) eq. 5.5
+    dqkv = xp.concatenate([_merge_heads(dq), _merge_heads(dk), _merge_heads(dv)], axis=-1)  # (B, T, 3C)
+    dx, dWqkv, dbqkv = linear_backward(dqkv, cache_qkv)  # (B, T, C), (C, 3C), (3C,) eq. 3.10
     return dx, dWqkv, dbqkv, dWo, dbo
 
 
 def attention_weights(x, Wqkv, bqkv, n_heads, causal=True, key_padding_mask=None, rope_base=None):
     """The attention weights P of every head (chapters/03-attention.md, eq. 3.4), for looking at.
 
-    `attention_forward` never holds P (it keeps one log-sum-exp per query); this function runs
-    the same projection and the same `_attend`, then rebuilds P = exp(S - lse) once, whole, from
-    that log-sum-exp, exactly as the backward does block by block. It is for plots and
-    inspection of small inputs: P has B * NH * T * T entries. No gradient flows through it.
+    The same projection, masks and softmax as `attention_forward`, stopping at P. It is for
+    plots and inspection of small inputs: P has B * NH * T * T entries. No gradient flows.
 
     Inputs:
         x, Wqkv, bqkv, n_heads, causal, key_padding_mask, rope_base: as in `attention_forward`
@@ -356,15 +225,9 @@ def attention_weights(x, Wqkv, bqkv, n_heads, causal=True, key_padding_mask=None
     xp = get_array_module(x, Wqkv, bqkv)
     B, T, C, NH, hs = _check_inputs(x, Wqkv, bqkv, None, None, n_heads, rope_base)
     _check_padding(key_padding_mask, x)
-    q, k, v, _, _, _ = _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, 0)  # (BH, T, hs) q, v
-    kT = _keys_transposed(k)  # (BH, hs, T)
-    pad = _padding_per_head(xp, key_padding_mask, NH)  # (BH, T) or None
-    _, lse = _attend(q, kT, v, 0, causal, pad)  # (BH, T) one log-sum-exp per query
-    P = xp.matmul(q, kT)  # (BH, T, T) scores, all of them at once
-    _mask_scores(P, 0, _future_bias(xp, T, q.dtype) if causal else None, pad)
-    P -= lse[..., None]  # (BH, T, T)
-    xp.exp(P, out=P)  # (BH, T, T) softmax rows, as in the backward
-    return P.reshape(B, NH, T, T)
+    q, k, _, _, _ = _qkv_heads(x, Wqkv, bqkv, NH, rope_base)  # (B, NH, T, hs) each
+    P, _ = _weights(q, k, _mask(xp, T, T, causal, key_padding_mask))  # (B, NH, T, T)
+    return P
 
 
 def attention_step(x, Wqkv, bqkv, Wo, bo, n_heads, kv_cache=None, rope_base=None):
@@ -385,24 +248,13 @@ def attention_step(x, Wqkv, bqkv, Wo, bo, n_heads, kv_cache=None, rope_base=None
     """
     xp = get_array_module(x, Wqkv, bqkv, Wo, bo)
     B, T_new, C, NH, hs = _check_inputs(x, Wqkv, bqkv, Wo, bo, n_heads, rope_base)
-    T_past = 0
+    T_past = _check_kv_cache(kv_cache, B, NH, hs)
+    q, k, v, _, _ = _qkv_heads(x, Wqkv, bqkv, NH, rope_base, offset=T_past)  # (B, NH, T_new, hs) each
     if kv_cache is not None:
-        if not isinstance(kv_cache, tuple) or len(kv_cache) != 2:
-            raise TypeError("kv_cache must be None or a tuple (k, v)")
-        k_past, v_past = kv_cache
-        T_past = k_past.shape[2] if getattr(k_past, "ndim", 0) == 4 else 0
-        for name, a in (("kv_cache k", k_past), ("kv_cache v", v_past)):
-            check_float(name, a)
-            check_shape(name, a, (B, NH, T_past, hs), "(B, NH, T_past, hs)")
-    q, k, v, _, _, _ = _project_qkv(x, Wqkv, bqkv, NH, hs, rope_base, T_past)  # (BH, T_new, hs) q, v
-    v = v.reshape(B, NH, T_new, hs)  # (B, NH, T_new, hs) the cache's layout, as k already is
-    if kv_cache is not None:
-        k = xp.concatenate((k_past, k), axis=2)  # (B, NH, T_past + T_new, hs)
-        v = xp.concatenate((v_past, v), axis=2)  # (B, NH, T_past + T_new, hs)
+        k = xp.concatenate((kv_cache[0], k), axis=2)  # (B, NH, T_past + T_new, hs)
+        v = xp.concatenate((kv_cache[1], v), axis=2)  # (B, NH, T_past + T_new, hs)
     else:
-        k, v = xp.ascontiguousarray(k), v.copy()  # (B, NH, T_new, hs) own the memory, not views of qkv
-    Tk = T_past + T_new
-    kT = _keys_transposed(k)  # (BH, hs, Tk)
-    y, _ = _attend(q, kT, v.reshape(B * NH, Tk, hs), T_past, True, None)  # (BH, T_new, hs)
-    out, _ = linear_forward(_merge_heads(y, B), Wo, bo)  # (B, T_new, C)
+        k, v = xp.ascontiguousarray(k), xp.ascontiguousarray(v)  # own the memory, not views of qkv
+    P, _ = _weights(q, k, _mask(xp, T_new, T_past + T_new, True, None, past=T_past))  # (B, NH, T_new, Tk)
+    out, _ = linear_forward(_merge_heads(P @ v), Wo, bo)  # (B, T_new, C) eq. 3.5 and eq. 3.6
     return out, (k, v)

@@ -1,4 +1,5 @@
-"""Token embedding: a row lookup, whose backward is a scatter-add of rows."""
+"""Token embedding: a row lookup, whose backward is a scatter-add of rows (the reference;
+`fast/embedding.py` replaces the element-at-a-time `add.at` with a sort and one `reduceat`)."""
 from __future__ import annotations
 
 from ..backend import get_array_module
@@ -48,22 +49,6 @@ def embedding_backward(dout, cache):
     V, C = E_shape
     dE = xp.zeros(E_shape, dtype=E_dtype)  # (V, C)
     flat = idx.reshape(-1)  # (N,)
-    if flat.size == 0:
-        return dE
-    d2 = dout.reshape(-1, C)  # (N, C)
-    if xp.__name__ != "numpy":
-        # CuPy: an atomic-add scatter kernel does exactly this in one pass on the GPU
-        # (CuPy's ufuncs may lack .reduceat, and atomics are cheap there).
-        import cupyx
-
-        cupyx.scatter_add(dE, flat, d2.astype(E_dtype, copy=False))
-        return dE
-    # NumPy: np.add.at would do it but runs an unbuffered, element-at-a-time loop.
-    # Instead sort the ids so equal ids are adjacent, then sum each run of equal ids with
-    # one vectorised add.reduceat, and write each run's sum into its row once.
-    order = xp.argsort(flat, kind="stable")  # (N,)
-    ids = flat[order]  # (N,) sorted ids
-    starts = xp.flatnonzero(xp.concatenate(([True], ids[1:] != ids[:-1])))  # (U,) run starts
-    sums = xp.add.reduceat(d2[order], starts, axis=0)  # (U, C) one summed row per distinct id
-    dE[ids[starts]] = sums  # (U, C) distinct ids: a plain assignment, no collisions
+    # np.add.at, not dE[flat] += ...: with += a repeated id would keep only ONE of its rows.
+    xp.add.at(dE, flat, dout.reshape(-1, C).astype(E_dtype, copy=False))  # (V, C) eq. 2.10
     return dE

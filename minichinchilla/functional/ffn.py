@@ -10,6 +10,11 @@ _ACTIVATIONS = {
 }
 
 
+def _check_activation(activation, table):
+    if activation not in table:
+        raise ValueError(f"activation must be one of {sorted(table)}, got {activation!r}")
+
+
 def ffn_forward(x, W1, b1, W2, b2, activation="gelu"):
     """Feed-forward block (chapters/04-ffn-norm-residual.md, eq. 4.4):
     out = act(x W1 + b1) W2 + b2, composed from the linear and activation pairs.
@@ -21,12 +26,11 @@ def ffn_forward(x, W1, b1, W2, b2, activation="gelu"):
         out: (..., C_out)
         cache: (cache of each of the three layers, activation name)
     """
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+    _check_activation(activation, _ACTIVATIONS)
     act_forward, _ = _ACTIVATIONS[activation]
-    h, cache1 = linear_forward(x, W1, b1)  # (..., F) hidden pre-activation
-    a, cache_act = act_forward(h)  # (..., F)
-    out, cache2 = linear_forward(a, W2, b2)  # (..., C_out)
+    h, cache1 = linear_forward(x, W1, b1)  # (..., F) hidden pre-activation, eq. 4.4
+    a, cache_act = act_forward(h)  # (..., F) eq. 4.4
+    out, cache2 = linear_forward(a, W2, b2)  # (..., C_out) eq. 4.4
     return out, (cache1, cache_act, cache2, activation)
 
 
@@ -41,7 +45,7 @@ def ffn_backward(dout, cache):
     """
     cache1, cache_act, cache2, activation = cache
     _, act_backward = _ACTIVATIONS[activation]
-    da, dW2, db2 = linear_backward(dout, cache2)  # (..., F), (F, C_out), (C_out,)
-    dh = act_backward(da, cache_act)  # (..., F)
-    dx, dW1, db1 = linear_backward(dh, cache1)  # (..., C), (C, F), (F,)
+    da, dW2, db2 = linear_backward(dout, cache2)  # (..., F), (F, C_out), (C_out,) eq. 4.5
+    dh = act_backward(da, cache_act)  # (..., F) eq. 4.5
+    dx, dW1, db1 = linear_backward(dh, cache1)  # (..., C), (C, F), (F,) eq. 4.5
     return dx, dW1, db1, dW2, db2

@@ -1,8 +1,8 @@
-"""LayerNorm and RMSNorm over the last axis, with hand-derived backwards."""
+"""LayerNorm and RMSNorm over the last axis, with hand-derived backwards: the reference
+version, one line per equation of chapter 04 (`fast/norms.py` is the cache-blocked one)."""
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ._blocks import for_each_block
 from ._checks import check_float, check_shape
 
 
@@ -18,23 +18,11 @@ def _check_norm_inputs(x, gamma, beta=None):
         check_shape("beta", beta, (C,), f"x has shape {tuple(x.shape)}")
 
 
-def _sum_partials(parts):
-    """Add per-block partial sums in block order (the same bits with any number of threads)."""
-    total = parts[0]
-    for p in parts[1:]:
-        total = total + p
-    return total
-
-
 def layernorm_forward(x, gamma, beta, eps=1e-5):
     """LayerNorm over the last axis (chapters/04-ffn-norm-residual.md, eq. 4.6).
 
     n = (x - mean) * rstd with rstd = 1 / sqrt(var + eps) (biased variance, as in
     PyTorch), then out = n * gamma + beta.
-
-    Speed: the rows go through the passes in blocks that fit in the L2 cache (see
-    `_blocks.py`), and the two row means are matrix-vector products with a vector of 1/C,
-    which BLAS computes faster than NumPy's reduction over short rows.
 
     Inputs:
         x: (..., C), gamma: (C,), beta: (C,)
@@ -46,29 +34,12 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     _check_norm_inputs(x, gamma, beta)
     if beta is None:
         raise TypeError("beta must be a floating-point array of shape (C,), got None")
-    C = x.shape[-1]
-    x2 = x.reshape(-1, C)  # (N, C)
-    n = xp.empty_like(x2)  # (N, C)
-    out = xp.empty_like(x2)  # (N, C)
-    rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)  # (N, 1)
-    avg = xp.full((C, 1), 1.0 / C, dtype=x.dtype)  # (C, 1): x @ avg is the row mean
-
-    def block(rows):
-        xb, nb, ob, rb = x2[rows], n[rows], out[rows], rstd[rows]  # (R, C), (R, C), (R, C), (R, 1)
-        xp.matmul(xb, avg, out=rb)  # (R, 1) mean
-        xp.subtract(xb, rb, out=nb)  # (R, C) centred
-        xp.multiply(nb, nb, out=ob)  # (R, C) squares; this buffer becomes the output
-        xp.matmul(ob, avg, out=rb)  # (R, 1) biased variance
-        rb += eps  # (R, 1)
-        xp.sqrt(rb, out=rb)  # (R, 1)
-        xp.reciprocal(rb, out=rb)  # (R, 1) rstd = 1/sqrt(var + eps), cached: no divide later
-        nb *= rb  # (R, C) normalised: zero mean, unit variance per row
-        xp.multiply(nb, gamma, out=ob)  # (R, C)
-        ob += beta  # (R, C)
-
-    for_each_block(xp, x2.shape[0], C * x.dtype.itemsize, block, uses_blas=True)
-    lead = x.shape[:-1]
-    return out.reshape(x.shape), (n.reshape(x.shape), rstd.reshape(lead + (1,)), gamma)
+    mean = x.mean(axis=-1, keepdims=True)  # (..., 1) eq. 4.6
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)  # (..., 1) biased, eq. 4.6
+    rstd = 1.0 / xp.sqrt(var + eps)  # (..., 1) cached: the backward multiplies, never divides
+    n = (x - mean) * rstd  # (..., C) zero mean, unit variance per row
+    out = n * gamma + beta  # (..., C) eq. 4.6
+    return out, (n, rstd, gamma)
 
 
 def layernorm_backward(dout, cache):
@@ -78,48 +49,25 @@ def layernorm_backward(dout, cache):
     dn = dout * gamma;  dx = rstd * (dn - mean(dn) - n * mean(dn * n)).
     The two means are the gradient flowing back through the mean and the variance.
 
-    Fewer passes over the (N, C) arrays: mean(dn) = dout @ (gamma / C) and
-    mean(dn * n) = (dout * n) @ (gamma / C) are matrix-vector products, and dout * n is the
-    same product whose column sums give dgamma.
-
     Inputs:
         dout: (..., C); cache from `layernorm_forward`
     Returns:
         dx: (..., C), dgamma: (C,), dbeta: (C,)
     """
     n, rstd, gamma = cache
-    xp = get_array_module(dout, n)
     C = n.shape[-1]
-    n2, r2, d2 = n.reshape(-1, C), rstd.reshape(-1, 1), dout.reshape(-1, C)  # (N, C), (N, 1), (N, C)
-    dx = xp.empty_like(d2)  # (N, C)
-    g_avg = (gamma * (1.0 / C)).reshape(C, 1)  # (C, 1): y @ g_avg = mean(y * gamma) per row
-
-    def block(rows):
-        nb, rb, db, dxb = n2[rows], r2[rows], d2[rows], dx[rows]  # (R, C), (R, 1), (R, C), (R, C)
-        ones = xp.ones((1, nb.shape[0]), dtype=nb.dtype)  # (1, R): ones @ y sums the rows of y
-        dn_n = xp.multiply(db, nb)  # (R, C) dout * n
-        dgamma = xp.matmul(ones, dn_n)[0]  # (C,) gamma scales every row: sum over rows
-        dbeta = xp.matmul(ones, db)[0]  # (C,)
-        mean_dn = xp.matmul(db, g_avg)  # (R, 1) mean(dn)
-        mean_dnn = xp.matmul(dn_n, g_avg)  # (R, 1) mean(dn * n)
-        xp.multiply(db, gamma, out=dxb)  # (R, C) dn, turned into dx in place
-        dxb -= mean_dn  # (R, C)
-        xp.multiply(nb, mean_dnn, out=dn_n)  # (R, C) reuse the scratch
-        dxb -= dn_n  # (R, C)
-        dxb *= rb  # (R, C)
-        return dgamma, dbeta
-
-    parts = for_each_block(xp, n2.shape[0], C * n.dtype.itemsize, block, uses_blas=True)
-    dgamma = _sum_partials([p[0] for p in parts])  # (C,)
-    dbeta = _sum_partials([p[1] for p in parts])  # (C,)
-    return dx.reshape(n.shape), dgamma, dbeta
+    dn = dout * gamma  # (..., C)
+    dx = rstd * (dn - dn.mean(axis=-1, keepdims=True) - n * (dn * n).mean(axis=-1, keepdims=True))  # (..., C) eq. 4.7
+    dgamma = (dout * n).reshape(-1, C).sum(axis=0)  # (C,) gamma scales every row: sum over rows, eq. 4.8
+    dbeta = dout.reshape(-1, C).sum(axis=0)  # (C,) eq. 4.8
+    return dx, dgamma, dbeta
 
 
 def rmsnorm_forward(x, gamma, eps=1e-6):
     """RMSNorm over the last axis (chapters/04-ffn-norm-residual.md, eq. 4.9).
 
     n = x * rstd with rstd = 1 / sqrt(mean(x^2) + eps), out = n * gamma. Unlike LayerNorm
-    there is no centring and no beta. Blocks and row means as in `layernorm_forward`.
+    there is no centring and no beta.
 
     Inputs:
         x: (..., C), gamma: (C,)
@@ -129,26 +77,9 @@ def rmsnorm_forward(x, gamma, eps=1e-6):
     """
     xp = get_array_module(x, gamma)
     _check_norm_inputs(x, gamma)
-    C = x.shape[-1]
-    x2 = x.reshape(-1, C)  # (N, C)
-    n = xp.empty_like(x2)  # (N, C)
-    out = xp.empty_like(x2)  # (N, C)
-    rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)  # (N, 1)
-    avg = xp.full((C, 1), 1.0 / C, dtype=x.dtype)  # (C, 1)
-
-    def block(rows):
-        xb, nb, ob, rb = x2[rows], n[rows], out[rows], rstd[rows]
-        xp.multiply(xb, xb, out=ob)  # (R, C) squares; buffer reused for the output
-        xp.matmul(ob, avg, out=rb)  # (R, 1) mean square
-        rb += eps  # (R, 1)
-        xp.sqrt(rb, out=rb)  # (R, 1)
-        xp.reciprocal(rb, out=rb)  # (R, 1)
-        xp.multiply(xb, rb, out=nb)  # (R, C)
-        xp.multiply(nb, gamma, out=ob)  # (R, C)
-
-    for_each_block(xp, x2.shape[0], C * x.dtype.itemsize, block, uses_blas=True)
-    lead = x.shape[:-1]
-    return out.reshape(x.shape), (n.reshape(x.shape), rstd.reshape(lead + (1,)), gamma)
+    rstd = 1.0 / xp.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)  # (..., 1) eq. 4.9
+    n = x * rstd  # (..., C)
+    return n * gamma, (n, rstd, gamma)  # (..., C) eq. 4.9
 
 
 def rmsnorm_backward(dout, cache):
@@ -163,23 +94,7 @@ def rmsnorm_backward(dout, cache):
         dx: (..., C), dgamma: (C,)
     """
     n, rstd, gamma = cache
-    xp = get_array_module(dout, n)
-    C = n.shape[-1]
-    n2, r2, d2 = n.reshape(-1, C), rstd.reshape(-1, 1), dout.reshape(-1, C)  # (N, C), (N, 1), (N, C)
-    dx = xp.empty_like(d2)  # (N, C)
-    g_avg = (gamma * (1.0 / C)).reshape(C, 1)  # (C, 1)
-
-    def block(rows):
-        nb, rb, db, dxb = n2[rows], r2[rows], d2[rows], dx[rows]
-        ones = xp.ones((1, nb.shape[0]), dtype=nb.dtype)  # (1, R)
-        dn_n = xp.multiply(db, nb)  # (R, C) dout * n
-        dgamma = xp.matmul(ones, dn_n)[0]  # (C,)
-        mean_dnn = xp.matmul(dn_n, g_avg)  # (R, 1) mean(dn * n)
-        xp.multiply(db, gamma, out=dxb)  # (R, C) dn, turned into dx in place
-        xp.multiply(nb, mean_dnn, out=dn_n)  # (R, C)
-        dxb -= dn_n  # (R, C)
-        dxb *= rb  # (R, C)
-        return dgamma
-
-    dgamma = _sum_partials(for_each_block(xp, n2.shape[0], C * n.dtype.itemsize, block, uses_blas=True))  # (C,)
-    return dx.reshape(n.shape), dgamma
+    dn = dout * gamma  # (..., C)
+    dx = rstd * (dn - n * (dn * n).mean(axis=-1, keepdims=True))  # (..., C) eq. 4.10
+    dgamma = (dout * n).reshape(-1, n.shape[-1]).sum(axis=0)  # (C,) eq. 4.10
+    return dx, dgamma

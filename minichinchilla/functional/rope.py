@@ -40,13 +40,7 @@ def _rotate(x, cos, sin):
     xp = get_array_module(x, cos)
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]  # (..., T, hs/2) views
-    out = xp.empty_like(x)  # (..., T, hs)
-    o1, o2 = out[..., :half], out[..., half:]  # (..., T, hs/2) views we write into
-    xp.multiply(x1, cos, out=o1)  # (..., T, hs/2)
-    o1 -= x2 * sin  # (..., T, hs/2)
-    xp.multiply(x2, cos, out=o2)  # (..., T, hs/2)
-    o2 += x1 * sin  # (..., T, hs/2)
-    return out
+    return xp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)  # (..., T, hs) eq. 5.4
 
 
 def rope_forward(x, base=10000.0, offset=0):

@@ -5,39 +5,6 @@ from ..backend import get_array_module
 from ._checks import check_float
 
 
-def _softmax_into(x, axis, out):
-    """Write softmax(x) along `axis` into `out` (which may be `x` itself) and return it.
-
-    The attention kernel calls this with out=scores to avoid a second (B, NH, T, T) buffer.
-    """
-    xp = get_array_module(x)
-    # Shift invariance (eq. 2.2): subtracting the row max leaves softmax unchanged and
-    # makes every exponent <= 0, so exp never overflows.
-    m = x.max(axis=axis, keepdims=True)  # (..., 1, ...) row maxima
-    # A row that is entirely -inf (every key masked) has max -inf, and -inf - (-inf) = NaN.
-    # Shifting such rows by 0 instead keeps them at exp(-inf) = 0.
-    m = xp.where(xp.isfinite(m), m, 0.0)  # (..., 1, ...) Python float: dtype is kept
-    xp.subtract(x, m, out=out)  # (..., n, ...)
-    xp.exp(out, out=out)  # (..., n, ...) in place
-    s = out.sum(axis=axis, keepdims=True)  # (..., 1, ...)
-    # s == 0 only for all -inf rows (otherwise the max contributes exp(0) = 1): dividing
-    # those zeros by 1 gives the zero row we want instead of 0/0 = NaN.
-    s = xp.where(s == 0, 1.0, s)  # (..., 1, ...)
-    out /= s  # (..., n, ...)
-    return out
-
-
-def _softmax_backward_into(dy, y, axis, out=None):
-    """dx = y * (dy - <dy, y>) along `axis`, written into `out` (may be `dy`) or a fresh array."""
-    xp = get_array_module(dy, y)
-    tmp = xp.multiply(dy, y)  # (..., n, ...) fresh
-    s = tmp.sum(axis=axis, keepdims=True)  # (..., 1, ...) <dy, y> per row
-    out = tmp if out is None else out  # reuse the temporary when no buffer is given
-    xp.subtract(dy, s, out=out)  # (..., n, ...)
-    out *= y  # (..., n, ...)
-    return out
-
-
 def softmax_forward(x, axis=-1):
     """Softmax along `axis` (chapters/02-softmax-cross-entropy.md, eq. 2.1), computed
     after subtracting the row max (chapters/02-softmax-cross-entropy.md, eq. 2.2).
@@ -53,7 +20,17 @@ def softmax_forward(x, axis=-1):
     """
     xp = get_array_module(x)
     check_float("x", x)
-    y = _softmax_into(x, axis, xp.empty_like(x))  # (..., n, ...)
+    # Shift invariance (eq. 2.2): subtracting the row max leaves softmax unchanged and makes
+    # every exponent <= 0, so exp never overflows.
+    m = x.max(axis=axis, keepdims=True)  # (..., 1, ...) row maxima
+    # A row that is entirely -inf (every key masked) has max -inf, and -inf - (-inf) = NaN.
+    # Shifting such rows by 0 instead keeps them at exp(-inf) = 0.
+    m = xp.where(xp.isfinite(m), m, 0.0)  # (..., 1, ...) Python float: dtype is kept
+    e = xp.exp(x - m)  # (..., n, ...) eq. 2.1's numerator, shifted
+    s = e.sum(axis=axis, keepdims=True)  # (..., 1, ...)
+    # s == 0 only for all -inf rows (otherwise the max contributes exp(0) = 1): dividing
+    # those zeros by 1 gives the zero row we want instead of 0/0 = NaN.
+    y = e / xp.where(s == 0, 1.0, s)  # (..., n, ...) eq. 2.1
     return y, (y, axis)
 
 
@@ -70,4 +47,4 @@ def softmax_backward(dout, cache):
         dx: same shape as dout
     """
     y, axis = cache
-    return _softmax_backward_into(dout, y, axis)
+    return y * (dout - (dout * y).sum(axis=axis, keepdims=True))  # (..., n, ...) eq. 2.4

@@ -1,4 +1,4 @@
-"""Cache blocking and worker threads for the NumPy kernels (chapter 12, performance).
+"""Cache blocking and worker threads for the fast NumPy kernels (chapter 12, performance).
 
 Why this file exists. An elementwise pass such as ``t *= x`` does one flop per 8 bytes it
 moves: its speed is set by memory bandwidth, not by arithmetic (the roofline of chapter 12).
@@ -22,6 +22,11 @@ system, so the next step maps them again and the kernel zero-fills every page on
 for the (b) benchmark config that was ~30,000 page faults and ~150 ms of system time per step.
 Raising glibc's mmap and trim thresholds keeps freed memory in the process for reuse; the peak
 memory does not change. Set MINICHINCHILLA_MALLOPT=0 to leave the allocator alone.
+
+Nothing here runs at import: importing minichinchilla must not change a learner's process. The
+allocator setting is made the first time a blocked kernel runs (`_first_use`), the worker threads
+start the first time a kernel has enough work to share, and threadpoolctl is loaded the first
+time a kernel needs BLAS kept to one thread. `setup_done()` says whether that first use happened.
 """
 from __future__ import annotations
 
@@ -33,7 +38,8 @@ BLOCK_BYTES = 256 * 1024  # a few blocks (inputs + outputs + scratch) fit in one
 # costs tens of microseconds, as much as the work itself on a small array.
 MIN_PARALLEL_BYTES = 1024 * 1024
 
-_state = {"threads": None, "pool": None, "blas": None, "blas_threads": 1, "min_parallel": MIN_PARALLEL_BYTES}
+_state = {"threads": None, "pool": None, "blas": None, "blas_threads": 1, "min_parallel": MIN_PARALLEL_BYTES,
+          "mallopt": None}  # None: first-use setup has not run
 _lock = threading.Lock()
 
 
@@ -117,7 +123,15 @@ def keep_freed_memory(threshold_bytes=64 * 1024 * 1024):
     return ok and mallopt(M_TRIM_THRESHOLD, 2 * int(threshold_bytes)) == 1
 
 
-_state["mallopt"] = keep_freed_memory()
+def _first_use():
+    """The process-wide setup of the fast kernels, done once, the first time one of them runs."""
+    if _state["mallopt"] is None:
+        _state["mallopt"] = keep_freed_memory()
+
+
+def setup_done() -> bool:
+    """True once a fast kernel has run and made its process-wide setup (see the module docstring)."""
+    return _state["mallopt"] is not None
 
 
 def row_blocks(n_rows, rows_per_block):
@@ -142,6 +156,7 @@ def for_each_block(xp, n_rows, row_bytes, fn, block_bytes=BLOCK_BYTES, uses_blas
     CuPy: one call with every row. `uses_blas=True` (the block does small matrix products)
     keeps BLAS on one thread while the blocks run (see `_blas_one_thread`).
     """
+    _first_use()
     blocks = row_blocks(n_rows, rows_per_block(xp, n_rows, row_bytes, block_bytes))
     n_threads = min(num_threads(), len(blocks)) if n_rows * row_bytes >= _state["min_parallel"] else 1
     if not uses_blas and n_threads <= 1:
