@@ -72,6 +72,6 @@ def limit_threads(n: int):
 
 def _kernel_thread_controls():
     """(set, get) for the fast kernels' worker-thread count."""
-    from .functional import _blocks
+    from .functional import fast
 
-    return _blocks.set_num_threads, _blocks.num_threads
+    return fast.set_num_threads, fast.num_threads

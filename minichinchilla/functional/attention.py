@@ -59,16 +59,6 @@ def _check_padding(key_padding_mask, x):
     check_shape("key_padding_mask", key_padding_mask, tuple(x.shape[:2]), f"(B, T) for x of shape {tuple(x.shape)}")
 
 
-def _check_padding(key_padding_mask, x):
-    """key_padding_mask must be None or a (B, T) bool array for x of shape (B, T, C)."""
-    if key_padding_mask is None:
-        return
-    if getattr(getattr(key_padding_mask, "dtype", None), "kind", None) != "b":
-        raise TypeError("key_padding_mask must be a bool array (True = padding), got "
-                        f"{getattr(key_padding_mask, 'dtype', type(key_padding_mask).__name__)}")
-    check_shape("key_padding_mask", key_padding_mask, tuple(x.shape[:2]), f"(B, T) for x of shape {tuple(x.shape)}")
-
-
 def _check_kv_cache(kv_cache, B, NH, hs):
     """kv_cache must be None or (k, v), each (B, NH, T_past, hs); returns T_past."""
     if kv_cache is None:

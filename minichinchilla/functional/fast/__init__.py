@@ -15,6 +15,7 @@ gain (softmax, ReLU, RoPE, SwiGLU, the embedding lookup, the linear forward) are
 Process-wide setup (the allocator setting and worker threads of `_blocks.py`) happens the
 first time a fast kernel runs, never at import.
 """
+from .. import __all__ as _reference_names
 from ..activations import relu_backward, relu_forward
 from ..rope import rope_backward, rope_forward, rope_tables
 from ..softmax import softmax_backward, softmax_forward
@@ -27,18 +28,8 @@ from .ffn import ffn_backward, ffn_forward
 from .linear import linear_backward, linear_forward
 from .norms import layernorm_backward, layernorm_forward, rmsnorm_backward, rmsnorm_forward
 from .optim import FusedAdamW
+from ._blocks import num_threads, set_num_threads
 
-__all__ = [
-    "linear_forward", "linear_backward",
-    "embedding_forward", "embedding_backward",
-    "softmax_forward", "softmax_backward",
-    "cross_entropy_forward", "cross_entropy_backward",
-    "layernorm_forward", "layernorm_backward",
-    "rmsnorm_forward", "rmsnorm_backward",
-    "relu_forward", "relu_backward",
-    "gelu_forward", "gelu_backward",
-    "ffn_forward", "ffn_backward",
-    "attention_forward", "attention_backward", "attention_step", "attention_weights",
-    "rope_forward", "rope_backward", "rope_tables",
-    "FusedAdamW",
-]
+# The reference's pair names, plus what only the fast set has: the fused optimiser and the
+# worker-thread count of the blocked kernels.
+__all__ = [*_reference_names, "FusedAdamW", "num_threads", "set_num_threads"]

@@ -228,32 +228,9 @@ def _padding_per_head(xp, key_padding_mask, NH):
 
 def attention_forward(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_mask=None,
                       rope_base=None):
-    """Multi-head self-attention.
+    """`minichinchilla.functional.attention_forward`, faster: same inputs and outputs (its cache is for the fast backward).
 
-    q, k, v = split(x Wqkv + bqkv) into NH heads     (chapters/03-attention.md, eq. 3.1)
-    S = q k^T / sqrt(hs)                              (chapters/03-attention.md, eq. 3.2)
-    masked entries of S set to -inf                   (chapters/03-attention.md, eq. 3.3)
-    P = softmax(S) along keys                         (chapters/03-attention.md, eq. 3.4)
-    y = P v                                           (chapters/03-attention.md, eq. 3.5)
-    out = concat_heads(y) Wo + bo                     (chapters/03-attention.md, eq. 3.6)
-
-    With `rope_base`, q and k are rotated by RoPE at positions 0..T-1 before the scores
-    (chapters/05-transformer.md, eq. 5.4; rotate-half layout, see rope.py).
-    A query row whose keys are ALL masked gets zero weights: zero output, zero gradient.
-    P is never stored whole: `_attend` keeps one log-sum-exp per query and the backward
-    recomputes P from it (chapter 03, section 6; timings in chapter 12).
-
-    Inputs:
-        x: (B, T, C) float
-        Wqkv: (C, 3C), columns [q | k | v]; head h uses columns h*hs:(h+1)*hs of each third
-        bqkv: (3C,) or None;  Wo: (C, C);  bo: (C,) or None
-        n_heads: NH, must divide C
-        causal: query t attends only keys <= t
-        key_padding_mask: (B, T) bool or None; True marks a padding key no query may attend to
-        rope_base: None, or the RoPE frequency base (e.g. 10000.0)
-    Returns:
-        out: (B, T, C)
-        cache: everything `attention_backward` needs (inputs, q, k, v, lse, RoPE tables)
+    P is never held: one log-sum-exp per query is cached instead (see the module docstring).
     """
     xp = get_array_module(x, Wqkv, bqkv, Wo, bo)
     B, T, C, NH, hs = _check_inputs(x, Wqkv, bqkv, Wo, bo, n_heads, rope_base)
@@ -267,20 +244,9 @@ def attention_forward(x, Wqkv, bqkv, Wo, bo, n_heads, causal=True, key_padding_m
 
 
 def attention_backward(dout, cache):
-    """Backward of `attention_forward`.
+    """`minichinchilla.functional.attention_backward`, faster: same inputs and outputs (its cache is for the fast backward).
 
-    dy = dout Wo^T split into heads; dP = dy v^T; dv = P^T dy   (chapters/03-attention.md, eq. 3.7)
-    dS = P * (dP - rowsum(dP * P)), the softmax VJP             (chapters/03-attention.md, eq. 3.8)
-    dq = dS k / sqrt(hs);  dk = dS^T q / sqrt(hs)               (chapters/03-attention.md, eq. 3.9)
-    RoPE backward on dq and dk                                  (chapters/05-transformer.md, eq. 5.5)
-    the QKV projection's backward gives dx, dWqkv, dbqkv        (chapters/03-attention.md, eq. 3.10)
-
-    Masked entries need no special care: their P is 0, so their dS is 0.
-
-    Inputs:
-        dout: (B, T, C); cache from `attention_forward`
-    Returns:
-        dx: (B, T, C), dWqkv: (C, 3C), dbqkv: (3C,) or None, dWo: (C, C), dbo: (C,) or None
+    P is rebuilt block by block from the cached log-sum-exp.
     """
     cache_qkv, cache_o, q, kT, v, lse, pad, causal, rope_cache, scale, NH = cache
     xp = get_array_module(dout, q)
@@ -311,18 +277,9 @@ def attention_backward(dout, cache):
 
 
 def attention_weights(x, Wqkv, bqkv, n_heads, causal=True, key_padding_mask=None, rope_base=None):
-    """The attention weights P of every head (chapters/03-attention.md, eq. 3.4), for looking at.
+    """`minichinchilla.functional.attention_weights`, faster: same inputs and outputs (its cache is for the fast backward).
 
-    `attention_forward` never holds P (it keeps one log-sum-exp per query); this function runs
-    the same projection and the same `_attend`, then rebuilds P = exp(S - lse) once, whole, from
-    that log-sum-exp, exactly as the backward does block by block. It is for plots and
-    inspection of small inputs: P has B * NH * T * T entries. No gradient flows through it.
-
-    Inputs:
-        x, Wqkv, bqkv, n_heads, causal, key_padding_mask, rope_base: as in `attention_forward`
-    Returns:
-        P: (B, NH, T, T); row t holds query t's weights over the keys and sums to 1
-        (0 for a query whose keys are all masked)
+    Rebuilds P whole from the forward's log-sum-exp, as the backward does block by block.
     """
     xp = get_array_module(x, Wqkv, bqkv)
     B, T, C, NH, hs = _check_inputs(x, Wqkv, bqkv, None, None, n_heads, rope_base)
@@ -339,20 +296,9 @@ def attention_weights(x, Wqkv, bqkv, n_heads, causal=True, key_padding_mask=None
 
 
 def attention_step(x, Wqkv, bqkv, Wo, bo, n_heads, kv_cache=None, rope_base=None):
-    """Causal attention for the newest tokens, reusing cached keys and values
-    (chapters/05-transformer.md, eq. 5.8). Inference only: there is no backward.
+    """`minichinchilla.functional.attention_step`, faster: same inputs and outputs (its cache is for the fast backward).
 
-    Keys and values of past tokens never change under causal attention, so generation
-    computes q, k, v for the new tokens only and attends to [past keys, new keys]. The
-    result equals the last T_new rows of `attention_forward` on the whole sequence.
-
-    Inputs:
-        x: (B, T_new, C) the newest tokens, at positions T_past .. T_past+T_new-1
-        Wqkv, bqkv, Wo, bo, n_heads, rope_base: as in `attention_forward`
-        kv_cache: None, or (k, v) each (B, NH, T_past, hs); cached keys are already RoPE'd
-    Returns:
-        out: (B, T_new, C)
-        kv_cache: (k, v) each (B, NH, T_past + T_new, hs), to pass to the next step
+    The new queries run through the blocked `_attend` against [past keys, new keys].
     """
     xp = get_array_module(x, Wqkv, bqkv, Wo, bo)
     B, T_new, C, NH, hs = _check_inputs(x, Wqkv, bqkv, Wo, bo, n_heads, rope_base)

@@ -30,20 +30,9 @@ def _sum_partials(parts):
 
 
 def layernorm_forward(x, gamma, beta, eps=1e-5):
-    """LayerNorm over the last axis (chapters/04-ffn-norm-residual.md, eq. 4.6).
+    """`minichinchilla.functional.layernorm_forward`, faster: same inputs and outputs (its cache is for the fast backward).
 
-    n = (x - mean) * rstd with rstd = 1 / sqrt(var + eps) (biased variance, as in
-    PyTorch), then out = n * gamma + beta.
-
-    Speed: the rows go through the passes in blocks that fit in the L2 cache (see
-    `_blocks.py`), and the two row means are matrix-vector products with a vector of 1/C,
-    which BLAS computes faster than NumPy's reduction over short rows.
-
-    Inputs:
-        x: (..., C), gamma: (C,), beta: (C,)
-    Returns:
-        out: (..., C)
-        cache: (n (..., C), rstd (..., 1), gamma (C,))
+    Cache-blocked, row means as BLAS products, worker threads.
     """
     xp = get_array_module(x, gamma, beta)
     _check_norm_inputs(x, gamma, beta)
@@ -75,20 +64,9 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
 
 
 def layernorm_backward(dout, cache):
-    """LayerNorm gradients: dx by chapters/04-ffn-norm-residual.md, eq. 4.7; dgamma and
-    dbeta by chapters/04-ffn-norm-residual.md, eq. 4.8.
+    """`minichinchilla.functional.layernorm_backward`, faster: same inputs and outputs (its cache is for the fast backward).
 
-    dn = dout * gamma;  dx = rstd * (dn - mean(dn) - n * mean(dn * n)).
-    The two means are the gradient flowing back through the mean and the variance.
-
-    Fewer passes over the (N, C) arrays: mean(dn) = dout @ (gamma / C) and
-    mean(dn * n) = (dout * n) @ (gamma / C) are matrix-vector products, and dout * n is the
-    same product whose column sums give dgamma.
-
-    Inputs:
-        dout: (..., C); cache from `layernorm_forward`
-    Returns:
-        dx: (..., C), dgamma: (C,), dbeta: (C,)
+    Cache-blocked, means as BLAS products, dgamma summed per block in block order.
     """
     n, rstd, gamma = cache
     xp = get_array_module(dout, n)
@@ -119,16 +97,9 @@ def layernorm_backward(dout, cache):
 
 
 def rmsnorm_forward(x, gamma, eps=1e-6):
-    """RMSNorm over the last axis (chapters/04-ffn-norm-residual.md, eq. 4.9).
+    """`minichinchilla.functional.rmsnorm_forward`, faster: same inputs and outputs (its cache is for the fast backward).
 
-    n = x * rstd with rstd = 1 / sqrt(mean(x^2) + eps), out = n * gamma. Unlike LayerNorm
-    there is no centring and no beta. Blocks and row means as in `layernorm_forward`.
-
-    Inputs:
-        x: (..., C), gamma: (C,)
-    Returns:
-        out: (..., C)
-        cache: (n (..., C), rstd (..., 1), gamma (C,))
+    Cache-blocked, as `layernorm_forward`.
     """
     xp = get_array_module(x, gamma)
     _check_norm_inputs(x, gamma)
@@ -155,15 +126,9 @@ def rmsnorm_forward(x, gamma, eps=1e-6):
 
 
 def rmsnorm_backward(dout, cache):
-    """RMSNorm gradients (chapters/04-ffn-norm-residual.md, eq. 4.10).
+    """`minichinchilla.functional.rmsnorm_backward`, faster: same inputs and outputs (its cache is for the fast backward).
 
-    dn = dout * gamma;  dx = rstd * (dn - n * mean(dn * n));  dgamma = sum(dout * n).
-    It is LayerNorm's backward without the mean(dn) term (no centring in the forward).
-
-    Inputs:
-        dout: (..., C); cache from `rmsnorm_forward`
-    Returns:
-        dx: (..., C), dgamma: (C,)
+    Cache-blocked, as `layernorm_backward`.
     """
     n, rstd, gamma = cache
     xp = get_array_module(dout, n)
