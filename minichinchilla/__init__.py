@@ -21,11 +21,12 @@ The engine, what a learner reads beside chapters 01–07:
 * `optim`        — SGD, AdamW, gradient clipping, warmup + cosine schedule (chapter 07)
 * `gradcheck`    — finite-difference gradient checks used everywhere
 
-Applications built on the engine: `data` (corpus, tokenizers, batches), `train`, `sample`,
-`evaluate`, `finetune`, `scaling` (FLOP counting, fits, sweeps; chapters 09–10), `bench`.
+Applications built on the engine: `data` (corpus, tokenizers, batches), `train` (with `config`,
+`checkpoint`, `runlock`, `atomic`, `resources`, `progress`), `sample`, `evaluate`, `finetune`,
+`scaling` (FLOP counting, fits, sweeps; chapters 09–10), `bench` (with `reference_torch`).
 
-Course tooling: `assignments` (release and grade), `book` (the website), `demo`, and the
-command line `python -m minichinchilla <command>` (`__main__`, `cli`).
+Course tooling: `assignments` (release and grade), `book` (the website), `course` (a student's
+copy), `demo`, and the command line `python -m minichinchilla <command>` (`__main__`, `cli`).
 
 Importing the package imports nothing else: the names above load on first use.
 """

@@ -179,3 +179,17 @@ def test_chapter_04_has_the_equations():
     text = (Path(__file__).resolve().parent.parent / "chapters" / "04-ffn-norm-residual.md").read_text()
     for n in (13, 14, 15, 16):
         assert re.search(rf"\\tag{{4\.{n}}}", text), f"eq. 4.{n} missing"
+
+
+def test_both_kernel_sets_agree_on_a_swiglu_model(rng):
+    """SwiGLU has one pair; the rest of the model switches kernels, and the results agree."""
+    idx, targets = rng.integers(0, 11, (2, 6)), rng.integers(0, 11, (2, 6))
+    results = []
+    for kernels in ("fast", "reference"):
+        model = TransformerLM(tiny(activation="swiglu", kernels=kernels), seed=3)
+        _, loss = model(idx, targets)
+        loss.backward()
+        results.append((loss.item(), {n: p.grad for n, p in model.named_parameters()}))
+    (loss_fast, g_fast), (loss_ref, g_ref) = results
+    assert abs(loss_fast - loss_ref) < 1e-12
+    assert all(rel_error(g_fast[n], g_ref[n]) < 1e-9 for n in g_ref)
