@@ -56,11 +56,13 @@ def _run(cfg, idx, targets, key_padding_mask=None):
     return backend.to_numpy(logits.data), float(loss.item()), grads, model
 
 
+@pytest.mark.parametrize("kernels", ["fast", "reference"])
 @pytest.mark.parametrize("kw", CONFIGS)
-def test_model_on_cupy_matches_numpy(on_cupy, kw):
+def test_model_on_cupy_matches_numpy(on_cupy, kw, kernels):
+    """Both kernel sets run on CuPy through the same `xp` seam."""
     import cupy
 
-    cfg = _config(**kw)
+    cfg = _config(**kw, kernels=kernels)
     idx, targets = _batch(cfg)
     mask = np.zeros(idx.shape, dtype=bool)
     mask[1, -5:] = True  # padding keys in one sequence
@@ -78,10 +80,11 @@ def test_model_on_cupy_matches_numpy(on_cupy, kw):
 
 
 def test_optimizer_and_functional_step_on_cupy(on_cupy):
-    """The flat-buffer AdamW and the engine-free step of the benchmark run on CuPy too."""
+    """AdamW, the fused AdamW and the engine-free step of the benchmark run on CuPy too."""
     import cupy
 
     from minichinchilla.bench import functional_step
+    from minichinchilla.functional.fast import FusedAdamW
 
     cfg = _config()
     idx, targets = _batch(cfg)
@@ -96,9 +99,14 @@ def test_optimizer_and_functional_step_on_cupy(on_cupy):
     for n, p in model.named_parameters():
         assert isinstance(p.grad, cupy.ndarray)
         assert rel_error(backend.to_numpy(p.grad), backend.to_numpy(autograd[n])) < 1e-5, n
-    opt = AdamW(param_groups_for_decay(model, 0.1), lr=1e-3)
-    opt.step()
-    assert all(isinstance(p.data, cupy.ndarray) for p in model.parameters())
+    twin = TransformerLM(cfg, seed=3)
+    for p, q in zip(model.parameters(), twin.parameters()):
+        q.grad = p.grad
+    AdamW(param_groups_for_decay(model, 0.1), lr=1e-3).step()
+    FusedAdamW(param_groups_for_decay(twin, 0.1), lr=1e-3).step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert isinstance(p.data, cupy.ndarray) and isinstance(q.data, cupy.ndarray)
+        assert bool((p.data == q.data).all())
 
 
 def test_short_training_run_on_cupy_loss_falls(on_cupy):

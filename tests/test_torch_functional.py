@@ -1,16 +1,23 @@
-"""Cross-checks of every `minichinchilla.functional` forward and backward against PyTorch
-(float64 to 1e-7, float32 to 1e-4). Skipped when torch is not installed."""
+"""Cross-checks of every forward and backward of both kernel sets, `minichinchilla.functional`
+(the reference) and `minichinchilla.functional.fast`, against PyTorch (float64 to 1e-7, float32
+to 1e-4). Skipped when torch is not installed."""
 import numpy as np
 import pytest
 
-import minichinchilla.functional as F
+from minichinchilla import functional
 from minichinchilla.gradcheck import rel_error
 
 pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
-TF = torch.nn.functional
+torch_F = torch.nn.functional
 
 DTYPES = [np.float64, np.float32]
+
+
+@pytest.fixture(params=["reference", "fast"])
+def kernels(request):
+    """The kernel set under test: every test runs once on each."""
+    return functional if request.param == "reference" else functional.fast
 TOL = {np.float64: 1e-7, np.float32: 1e-4}
 
 
@@ -52,73 +59,73 @@ def arrays(rng, dtype, *shapes):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear(rng, dtype, bias):
+def test_linear(kernels, rng, dtype, bias):
     x, W, b = arrays(rng, dtype, (2, 5, 8), (8, 6), (6,))
     b = b if bias else None
-    compare("linear", F.linear_forward, F.linear_backward,
+    compare("linear", kernels.linear_forward, kernels.linear_backward,
             lambda x, W, b: x @ W + b if b is not None else x @ W, [x, W, b], dtype, rng)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_embedding(rng, dtype):
+def test_embedding(kernels, rng, dtype):
     (E,) = arrays(rng, dtype, (7, 5))
     idx = rng.integers(0, 7, size=(3, 6))
     idx[0, :3] = 4  # repeated ids accumulate
-    compare("embedding", F.embedding_forward, F.embedding_backward, lambda i, E: TF.embedding(i, E), [idx, E],
+    compare("embedding", kernels.embedding_forward, kernels.embedding_backward, lambda i, E: torch_F.embedding(i, E), [idx, E],
             dtype, rng)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("axis", [-1, 1])
-def test_softmax(rng, dtype, axis):
+def test_softmax(kernels, rng, dtype, axis):
     (x,) = arrays(rng, dtype, (2, 4, 6))
-    compare("softmax", F.softmax_forward, F.softmax_backward, lambda x: torch.softmax(x, dim=axis), [x * 3],
+    compare("softmax", kernels.softmax_forward, kernels.softmax_backward, lambda x: torch.softmax(x, dim=axis), [x * 3],
             dtype, rng, {"axis": axis})
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_layernorm(rng, dtype):
+def test_layernorm(kernels, rng, dtype):
     x, g, b = arrays(rng, dtype, (2, 5, 16), (16,), (16,))
     x = x * 3 + 1
-    compare("layernorm", F.layernorm_forward, F.layernorm_backward,
-            lambda x, g, b: TF.layer_norm(x, (16,), g, b, eps=1e-5), [x, g, b], dtype, rng)
+    compare("layernorm", kernels.layernorm_forward, kernels.layernorm_backward,
+            lambda x, g, b: torch_F.layer_norm(x, (16,), g, b, eps=1e-5), [x, g, b], dtype, rng)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_rmsnorm(rng, dtype):
+def test_rmsnorm(kernels, rng, dtype):
     x, g = arrays(rng, dtype, (2, 5, 16), (16,))
-    compare("rmsnorm", F.rmsnorm_forward, F.rmsnorm_backward,
-            lambda x, g: TF.rms_norm(x, (16,), g, eps=1e-6), [x, g], dtype, rng)
+    compare("rmsnorm", kernels.rmsnorm_forward, kernels.rmsnorm_backward,
+            lambda x, g: torch_F.rms_norm(x, (16,), g, eps=1e-6), [x, g], dtype, rng)
     by_hand = lambda x, g: x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-6) * g  # noqa: E731
-    compare("rmsnorm_by_hand", F.rmsnorm_forward, F.rmsnorm_backward, by_hand, [x, g], dtype, rng)
+    compare("rmsnorm_by_hand", kernels.rmsnorm_forward, kernels.rmsnorm_backward, by_hand, [x, g], dtype, rng)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_relu_and_gelu(rng, dtype):
+def test_relu_and_gelu(kernels, rng, dtype):
     (x,) = arrays(rng, dtype, (3, 4, 10))
     x = x * 3
-    compare("relu", F.relu_forward, F.relu_backward, TF.relu, [x], dtype, rng)
-    compare("gelu", F.gelu_forward, F.gelu_backward, lambda x: TF.gelu(x, approximate="tanh"), [x], dtype, rng)
+    compare("relu", kernels.relu_forward, kernels.relu_backward, torch_F.relu, [x], dtype, rng)
+    compare("gelu", kernels.gelu_forward, kernels.gelu_backward, lambda x: torch_F.gelu(x, approximate="tanh"), [x], dtype, rng)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", ["gelu", "relu"])
 @pytest.mark.parametrize("bias", [True, False])
-def test_ffn(rng, dtype, activation, bias):
+def test_ffn(kernels, rng, dtype, activation, bias):
     x, W1, b1, W2, b2 = arrays(rng, dtype, (2, 3, 8), (8, 32), (32,), (32, 8), (8,))
     if not bias:
         b1 = b2 = None
-    act = TF.relu if activation == "relu" else (lambda h: TF.gelu(h, approximate="tanh"))
+    act = torch_F.relu if activation == "relu" else (lambda h: torch_F.gelu(h, approximate="tanh"))
 
     def ref(x, W1, b1, W2, b2):
         h = x @ W1 + (b1 if b1 is not None else 0)
         return act(h) @ W2 + (b2 if b2 is not None else 0)
-    compare("ffn", F.ffn_forward, F.ffn_backward, ref, [x, W1, b1, W2, b2], dtype, rng, {"activation": activation})
+    compare("ffn", kernels.ffn_forward, kernels.ffn_backward, ref, [x, W1, b1, W2, b2], dtype, rng, {"activation": activation})
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ignore", [False, True])
-def test_cross_entropy(rng, dtype, ignore):
+def test_cross_entropy(kernels, rng, dtype, ignore):
     (logits,) = arrays(rng, dtype, (3, 4, 11))
     targets = rng.integers(0, 11, size=(3, 4))
     if ignore:
@@ -126,15 +133,15 @@ def test_cross_entropy(rng, dtype, ignore):
         targets[2, 3] = -100
 
     def ref(z, t):
-        return TF.cross_entropy(z.reshape(-1, 11), t.reshape(-1), ignore_index=-100)
-    compare("cross_entropy", F.cross_entropy_forward, F.cross_entropy_backward, ref, [logits * 2, targets], dtype, rng)
+        return torch_F.cross_entropy(z.reshape(-1, 11), t.reshape(-1), ignore_index=-100)
+    compare("cross_entropy", kernels.cross_entropy_forward, kernels.cross_entropy_backward, ref, [logits * 2, targets], dtype, rng)
 
 
-def test_cross_entropy_all_ignored_differs_from_torch_by_design(rng):
+def test_cross_entropy_all_ignored_differs_from_torch_by_design(kernels, rng):
     logits = rng.standard_normal((4, 5))
     targets = np.full(4, -100)
-    loss, _ = F.cross_entropy_forward(logits, targets)
-    t_loss = TF.cross_entropy(torch.tensor(logits), torch.tensor(targets), ignore_index=-100)
+    loss, _ = kernels.cross_entropy_forward(logits, targets)
+    t_loss = torch_F.cross_entropy(torch.tensor(logits), torch.tensor(targets), ignore_index=-100)
     assert float(loss) == 0.0 and torch.isnan(t_loss)  # ours: 0 (documented); torch: 0/0 = NaN
 
 
@@ -150,9 +157,9 @@ def torch_rope(x, base):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_rope(rng, dtype):
+def test_rope(kernels, rng, dtype):
     (x,) = arrays(rng, dtype, (2, 3, 7, 8))
-    compare("rope", F.rope_forward, F.rope_backward, lambda x: torch_rope(x, 10000.0), [x], dtype, rng)
+    compare("rope", kernels.rope_forward, kernels.rope_backward, lambda x: torch_rope(x, 10000.0), [x], dtype, rng)
 
 
 def torch_attention(NH, causal, kpm, rope_base, sdpa):
@@ -170,7 +177,7 @@ def torch_attention(NH, causal, kpm, rope_base, sdpa):
         if kpm is not None:
             allowed = allowed & ~torch.tensor(kpm)[:, None, None, :]
         if sdpa:
-            y = TF.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+            y = torch_F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         else:
             s = (q @ k.transpose(-1, -2)) / hs ** 0.5
             s = s.masked_fill(~allowed, float("-inf"))
@@ -189,6 +196,7 @@ ATTN = [
     (3, 5, 8, 1, True, "right", True, 10000.0),
     (1, 1, 8, 2, True, None, True, None),
     (2, 5, 16, 4, True, "left", True, 10000.0),  # fully masked row: by-hand reference only
+    (2, 70, 16, 4, True, "left", True, None),  # T > 64: the fast set's query blocks; fully masked rows
 ]
 
 
@@ -205,7 +213,7 @@ def _kpm(kind, B, T):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B,T,C,NH,causal,padding,bias,rope", ATTN)
-def test_attention(rng, dtype, B, T, C, NH, causal, padding, bias, rope):
+def test_attention(kernels, rng, dtype, B, T, C, NH, causal, padding, bias, rope):
     x, Wqkv, bqkv, Wo, bo = arrays(rng, dtype, (B, T, C), (C, 3 * C), (3 * C,), (C, C), (C,))
     Wqkv, Wo = Wqkv / np.sqrt(C).astype(dtype), Wo / np.sqrt(C).astype(dtype)
     if not bias:
@@ -213,20 +221,20 @@ def test_attention(rng, dtype, B, T, C, NH, causal, padding, bias, rope):
     kpm = _kpm(padding, B, T)
     kw = dict(n_heads=NH, causal=causal, key_padding_mask=kpm, rope_base=rope)
     inputs = [x, Wqkv, bqkv, Wo, bo]
-    compare("attention", F.attention_forward, F.attention_backward, torch_attention(NH, causal, kpm, rope, False),
+    compare("attention", kernels.attention_forward, kernels.attention_backward, torch_attention(NH, causal, kpm, rope, False),
             inputs, dtype, rng, kw)
     if padding != "left":
-        compare("attention_sdpa", F.attention_forward, F.attention_backward,
+        compare("attention_sdpa", kernels.attention_forward, kernels.attention_backward,
                 torch_attention(NH, causal, kpm, rope, True), inputs, dtype, rng, kw)
 
 
-def test_attention_is_causal_sdpa(rng):
+def test_attention_is_causal_sdpa(kernels, rng):
     # is_causal=True in SDPA (its own causal mask) agrees with causal=True here.
     B, T, C, NH = 2, 7, 16, 4
     x, Wqkv, Wo = arrays(rng, np.float64, (B, T, C), (C, 3 * C), (C, C))
-    out, _ = F.attention_forward(x, Wqkv, None, Wo, None, NH)
+    out, _ = kernels.attention_forward(x, Wqkv, None, Wo, None, NH)
     tx, tW, tWo = torch.tensor(x), torch.tensor(Wqkv), torch.tensor(Wo)
     q, k, v = ((tx @ tW).split(C, -1))
     q, k, v = (t.reshape(B, T, NH, C // NH).transpose(1, 2) for t in (q, k, v))
-    y = TF.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
+    y = torch_F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
     assert rel_error(out, (y @ tWo).numpy()) < 1e-12
