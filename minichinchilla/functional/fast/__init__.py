@@ -8,15 +8,17 @@ chapters/12-performance.md derives each one from its reference and measures what
 
 Same names, signatures and contracts as the reference, so this package is a complete kernel
 set a model can run on (`ModelConfig(kernels="fast")`, the default). Pairs with nothing to
-gain (softmax, ReLU, RoPE, SwiGLU, the embedding lookup, the linear forward) are the reference's own.
+gain (linear, softmax, ReLU, RoPE, SwiGLU, the embedding lookup) are the reference's own.
 
-`FusedAdamW` (fast/optim.py) is the explicit opt-in twin of `minichinchilla.optim.AdamW`.
+`FusedAdamW` (fast/optim.py) is the explicit opt-in twin of `minichinchilla.optim.AdamW`: faster
+for tiny models (a sweep's), slower for big ones (chapter 12 measures both).
 
 Process-wide setup (the allocator setting and worker threads of `_blocks.py`) happens the
 first time a fast kernel runs, never at import.
 """
 from .. import __all__ as _reference_names
 from ..activations import relu_backward, relu_forward
+from ..linear import linear_backward, linear_forward
 from ..rope import rope_backward, rope_forward, rope_tables
 from ..softmax import softmax_backward, softmax_forward
 from ..swiglu import swiglu_backward, swiglu_forward
@@ -25,7 +27,6 @@ from .attention import attention_backward, attention_forward, attention_step, at
 from .cross_entropy import cross_entropy_backward, cross_entropy_forward
 from .embedding import embedding_backward, embedding_forward
 from .ffn import ffn_backward, ffn_forward
-from .linear import linear_backward, linear_forward
 from .norms import layernorm_backward, layernorm_forward, rmsnorm_backward, rmsnorm_forward
 from .optim import FusedAdamW
 from ._blocks import num_threads, set_num_threads

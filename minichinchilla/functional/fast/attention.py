@@ -24,7 +24,7 @@ from ...backend import get_array_module
 from ..attention import _check_inputs, _check_kv_cache, _check_padding
 from ..rope import rope_backward, rope_forward
 from ._blocks import for_each_block
-from .linear import linear_backward, linear_forward
+from ..linear import linear_backward, linear_forward
 
 _NEG_INF = float("-inf")
 _SCORE_BYTES = 512 * 1024  # scores per block of heads: fits in L2 next to q, k, v
