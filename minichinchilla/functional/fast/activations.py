@@ -7,8 +7,7 @@ a temporary. Changes:
 1. Rows in blocks of ~256 KiB (`_blocks.for_each_block`): the first pass brings a block into the
    L2 cache, the other nine find it there.
 2. Every pass writes in place into the output buffer (`out=`): no temporaries to allocate.
-3. x^3 as x*x*x; the constants folded (3 * 0.044715) so the backward has one pass fewer.
-4. Blocks on worker threads (NumPy releases the GIL inside a ufunc).
+3. Blocks on worker threads (NumPy releases the GIL inside a ufunc).
 
 ReLU (one pass) has nothing to gain. `tests/test_functional_fast.py` holds both equal to the
 reference to 1e-10.
