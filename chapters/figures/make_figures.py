@@ -173,7 +173,7 @@ def train_period_model(steps=150):
     from minichinchilla.model import ModelConfig, TransformerLM
     from minichinchilla.optim import AdamW
 
-    cfg = ModelConfig(vocab_size=16, seq_len=16, d_model=32, n_layers=2, n_heads=2)
+    cfg = ModelConfig(vocab_size=16, seq_len=16, d_model=32, n_layers=2, n_heads=2, kernels="reference")
     model = TransformerLM(cfg, seed=SEED)
     opt = AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     data = np.random.default_rng(SEED)
