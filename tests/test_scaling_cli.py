@@ -11,10 +11,34 @@ from minichinchilla.scaling.plan import plan, suggest_shape
 
 def test_plan_prints_optimum_and_shape(capsys):
     assert cli.main(["plan", "--flops", "1e21"]) == 0
-    out = capsys.readouterr().out
-    n_opt, d_opt = PAPER_FIT.compute_optimal(1e21)
+    captured = capsys.readouterr()
+    out = captured.out
+    n_opt, d_opt = EPOCH_FIT.compute_optimal(1e21)
     assert f"{n_opt:.3e}" in out and f"{d_opt:.3e}" in out
     assert "tokens per parameter" in out and "n_layers=" in out and "n_heads=" in out
+    assert "fit                    epoch (Besiroglu" in out  # which fit answered
+    assert captured.err == ""
+
+
+@pytest.mark.parametrize("flops, lo, hi", [(5.76e23, 60e9, 80e9), (1e21, 2.5e9, 3.2e9)])
+def test_default_plan_gives_the_papers_answer(flops, lo, hi, capsys):
+    """Table 3 of Hoffmann et al.: ~67-70B parameters at Gopher's 5.76e23 FLOPs; Appendix D.4:
+    2.80-2.86B at 1e21 FLOPs. The printed eq. (10) constants answer 32B and 1.8B instead."""
+    assert cli.main(["plan", "--flops", str(flops), "--json"]) == 0
+    captured = capsys.readouterr()
+    p = json.loads(captured.out)  # exactly one JSON object, nothing else on stdout
+    assert p["fit"] == "epoch" and lo <= p["N_opt"] <= hi
+    assert p["D_opt"] == pytest.approx(flops / (6 * p["N_opt"]))
+    assert not lo <= PAPER_FIT.compute_optimal(flops)[0] <= hi  # the test can fail
+
+
+def test_paper_fit_warns_on_stderr_only(capsys):
+    assert cli.main(["plan", "--flops", "5.76e23", "--fit", "paper", "--json"]) == 0
+    captured = capsys.readouterr()
+    p = json.loads(captured.out)
+    assert p["fit"] == "paper" and p["N_opt"] == pytest.approx(PAPER_FIT.compute_optimal(5.76e23)[0])
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning:") and "Table 3" in err[0]
 
 
 def test_plan_json_epoch(capsys):

@@ -100,3 +100,70 @@ def test_power_law_hierarchy_and_bad_arguments():
         SyntheticLanguage(levels=((None, 0), (None, 100)), weights=(0.5, 0.5))
     with pytest.raises(ValueError, match="concentration"):
         SyntheticLanguage(concentration=0)
+
+
+# ---- the floor of the evaluation the sweep actually runs ----------------------------------------
+
+@pytest.mark.parametrize("name", ["cliff", "hierarchical"])
+def test_eval_floor_matches_a_monte_carlo_oracle(name):
+    """The sweep scores tokens 1..T of (T+1)-token windows from their prefixes. The exact floor
+    of that evaluation is the mean oracle loss over many fresh windows: 8,192 windows × 20
+    replicates, error bar from the replicates."""
+    from minichinchilla.scaling.synthetic import make_language
+
+    lang = make_language(name)
+    T = 16
+    reps = [lang.oracle_loss(lang.sample_streams(8192, T + 1, np.random.default_rng(100 + i)))
+            for i in range(20)]
+    mc, se = np.mean(reps), np.std(reps, ddof=1) / np.sqrt(len(reps))
+    floor = lang.eval_floor(T)
+    assert abs(mc - floor) < 4 * se and se < 2e-3, (name, mc, floor, se)
+
+
+def test_eval_floor_of_the_cliff_language_is_not_window_entropy():
+    """Issue 13's numbers for T = 32: the right floor (H1 + 31 h)/32 = 2.8606, not the window
+    entropy 2.9009 (which also charges the first token, predicted from nothing)."""
+    from minichinchilla.scaling.synthetic import make_language
+
+    lang = make_language("cliff")
+    lad = lang.entropy_ladder()
+    assert lang.eval_floor(32) == pytest.approx((lad["order1"] + 31 * lang.entropy_rate()) / 32)
+    assert lang.eval_floor(32) == pytest.approx(2.8606, abs=5e-5)
+    assert lang.window_entropy(32) == pytest.approx(2.9009, abs=5e-5)
+    assert lang.eval_floor(1) == pytest.approx(lad["order1"])
+
+
+def test_hierarchical_language_is_order_one_with_a_smooth_ladder():
+    """Every level reads only the previous token, so the floor is the same at every position."""
+    from minichinchilla.scaling.synthetic import make_language
+
+    lang = make_language("hierarchical")
+    h = lang.entropy_rate()
+    assert lang.vocab_size == 128
+    assert lang.eval_floor(1) == pytest.approx(h, abs=1e-12)
+    assert lang.eval_floor(16) == pytest.approx(h, abs=1e-12)
+    assert h == pytest.approx(3.6241, abs=5e-5)  # the floor quoted in issue 13
+    assert lang.entropy_ladder()["order1"] == pytest.approx(h, abs=1e-12)
+    assert lang.entropy_ladder()["unigram"] - h > 0.5  # the previous token is worth > 0.5 nats
+
+
+def test_oracle_loss_on_fixed_windows_is_exact_arithmetic():
+    from minichinchilla.scaling.synthetic import make_language
+
+    lang = make_language("cliff")
+    w = lang.sample_streams(4, 6, np.random.default_rng(0))  # (4, 6)
+    pi = lang.stationary()
+    first = np.log(pi[w[:, 0], w[:, 1]] / pi.sum(axis=1)[w[:, 0]])
+    manual = -(first.sum() + lang.log_prob(w).sum()) / (4 * 5)
+    assert lang.oracle_loss(w) == pytest.approx(manual, rel=1e-12)
+    with pytest.raises(ValueError, match="windows"):
+        lang.oracle_loss(w[:, :1])
+
+
+def test_synthetic_module_cites_only_what_the_repository_has():
+    import pathlib
+
+    import minichinchilla.scaling.synthetic as mod
+
+    text = pathlib.Path(mod.__file__).read_text(encoding="utf-8")
+    assert "feasibility study" not in text and "PyTorch" not in text

@@ -35,7 +35,7 @@ import numpy as np
 from .fit import bootstrap_fit, fit_parametric
 from .parametric import ChinchillaFit
 
-__all__ = ["approach1", "approach2", "approach3", "Approach1Result", "Approach2Result",
+__all__ = ["approach1", "approach2", "approach2_bootstrap", "seed_means", "approach3", "Approach1Result", "Approach2Result",
            "Approach3Result", "BudgetOptimum", "plot_approach1", "plot_approach2", "plot_approach3",
            "load_results", "save_results", "as_columns", "power_law_fit",
            "simulate_curves_table", "simulate_isoflop_table"]
@@ -108,15 +108,30 @@ def save_results(table, path):
             fh.write(json.dumps({k: plain(v[i]) for k, v in cols.items()}) + "\n")
 
 
-def load_results(path):
-    """Read a JSON Lines results table; returns a list of dicts (blank lines are skipped)."""
+def load_results(path, warn=None):
+    """Read a JSON Lines results table; returns a list of dicts (blank lines are skipped).
+
+    A last line without its newline is what a writer killed mid-line leaves behind: it is
+    dropped, with a warning through `warn` (default: stderr), as `train`'s log reader does. Any
+    other line that is not JSON means a damaged file: ValueError naming the line."""
+    lines = Path(path).read_text(encoding="utf-8").split("\n")
+    torn = lines.pop()  # "" when the file ends with a newline
     rows = []
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(lines, 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+    if torn.strip():
+        message = (f"warning: {path}: the last line is cut short (its writer stopped mid-line); "
+                   f"ignoring it")
+        if warn is None:
+            import sys
+
+            print(message, file=sys.stderr)
+        else:
+            warn(message)
     return rows
 
 
@@ -334,6 +349,51 @@ def approach2(table, n_col="N", budget_rtol=0.1, inside_only=True, budget_col=No
     return Approach2Result(a=a, b=b, coef_N=kN, coef_D=kD, C=budgets, N_opt=n_opt, D_opt=d_opt,
                            loss_opt=l_opt, inside=inside, curved=curved, used=used,
                            parabolas=parabolas, points=points, n_col=n_col)
+
+
+def seed_means(table, n_col="N", budget_col="C_budget"):
+    """One row per (budget, size): the mean loss over its seeds. Returns (keys, groups) with keys
+    a list of (C, N) and groups the matching list of loss arrays."""
+    cols = as_columns(table)
+    _require(cols, [n_col, budget_col, "loss"], "seed_means")
+    groups = {}
+    for c, n, l in zip(cols[budget_col], cols[n_col], cols["loss"]):
+        groups.setdefault((float(c), float(n)), []).append(float(l))
+    keys = sorted(groups)
+    return keys, [np.array(groups[k]) for k in keys]
+
+
+def approach2_bootstrap(table, n_boot=1000, n_col="N", budget_col="C_budget", seed=0,
+                        levels=(0.8, 0.95)):
+    """Approach 2 on seed-averaged losses, with percentile-bootstrap intervals for a.
+
+    Each bootstrap resamples the seeds of every (budget, N) point with replacement, averages
+    them and refits every parabola and the power law (a bootstrap whose fit fails — fewer than
+    2 budgets with an inside minimum — counts as NaN and is reported in `failed`).
+    Returns dict(a, samples (n_boot,), ci {level: (lo, hi)}, width {level: hi − lo}, failed,
+    inside (per budget, point fit), result (the point Approach2Result))."""
+    keys, groups = seed_means(table, n_col, budget_col)
+    C = np.array([k[0] for k in keys])
+    N = np.array([k[1] for k in keys])
+
+    def fit(losses):
+        return approach2({n_col: N, budget_col: C, "loss": losses}, n_col=n_col,
+                         budget_col=budget_col)
+
+    point = fit(np.array([g.mean() for g in groups]))
+    rng = np.random.default_rng(seed)
+    samples = np.full(int(n_boot), np.nan)
+    for b in range(int(n_boot)):
+        losses = np.array([g[rng.integers(0, len(g), len(g))].mean() for g in groups])
+        try:
+            samples[b] = fit(losses).a
+        except ValueError:
+            pass
+    ok = samples[np.isfinite(samples)]
+    ci = {lv: tuple(float(v) for v in np.quantile(ok, [(1 - lv) / 2, (1 + lv) / 2]))
+          for lv in levels}
+    return dict(a=point.a, samples=samples, ci=ci, width={lv: hi - lo for lv, (lo, hi) in ci.items()},
+                failed=int(np.isnan(samples).sum()), inside=point.inside, result=point)
 
 
 # ----------------------------------------------------------------------------------------------

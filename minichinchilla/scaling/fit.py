@@ -294,10 +294,6 @@ def _theta_to_fit(theta):
                          alpha=al, beta=be)
 
 
-def _fit_to_theta(fit):
-    return np.array([np.log(fit.A), np.log(fit.B), np.log(fit.E), fit.alpha, fit.beta])
-
-
 def _distinct(thetas, fs, k, tol=1e-4):
     """Indices of the k best (lowest f) results that differ from each other by more than tol."""
     keep = []

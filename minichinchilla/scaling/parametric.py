@@ -11,7 +11,7 @@ E does not move the optimum at all: it shifts every point on the iso-compute lin
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -81,9 +81,6 @@ class ChinchillaFit:
     def optimal_loss(self, C):
         """L(N_opt(C), D_opt(C)), the lowest loss reachable with C FLOPs."""
         return self.loss(*self.compute_optimal(C))
-
-    def as_dict(self):
-        return asdict(self)
 
 
 # Hoffmann et al. (2022), eq. (10) in the paper: the rounded values printed in its body.

@@ -18,7 +18,10 @@ from .parametric import EPOCH_FIT, PAPER_FIT, ChinchillaFit
 
 __all__ = ["FITS", "Shape", "Plan", "suggest_shape", "plan"]
 
-FITS = {"paper": PAPER_FIT, "epoch": EPOCH_FIT}
+FITS = {"epoch": EPOCH_FIT, "paper": PAPER_FIT}
+FIT_SOURCES = {"epoch": "Besiroglu et al. 2024 refit of Approach 3, matches the paper's Table 3",
+               "paper": "Hoffmann et al. 2022 eq. (10), printed constants; N_opt ~2x low",
+               "custom": "a ChinchillaFit given by the caller"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,8 @@ class Plan:
         s, f = self.shape, self.fit
         lines = [
             f"compute budget C       {self.flops:.3e} FLOPs",
-            f"fit                    {self.fit_name}: E={f.E:g}, A={f.A:g}, B={f.B:g}, "
+            f"fit                    {self.fit_name} ({FIT_SOURCES[self.fit_name]})",
+            f"                       E={f.E:g}, A={f.A:g}, B={f.B:g}, "
             f"alpha={f.alpha:g}, beta={f.beta:g} (a={f.a:.3f}, b={f.b:.3f})",
             f"N_opt                  {self.N_opt:.3e} parameters",
             f"D_opt                  {self.D_opt:.3e} tokens",
@@ -104,10 +108,11 @@ def suggest_shape(N_target, vocab_size=32_000, seq_len=2048, head_size=64, aspec
     return best
 
 
-def plan(flops, fit="paper", vocab_size=32_000, seq_len=2048, head_size=64):
+def plan(flops, fit="epoch", vocab_size=32_000, seq_len=2048, head_size=64):
     """Compute-optimal plan for a budget of `flops` FLOPs.
 
-    Inputs:  flops > 0;  fit: 'paper', 'epoch' or a ChinchillaFit;  vocab_size, seq_len,
+    Inputs:  flops > 0;  fit: 'epoch' (default: Besiroglu et al.'s refit, which matches the
+             paper's Table 3), 'paper' (the printed eq. (10) constants) or a ChinchillaFit;  vocab_size, seq_len,
              head_size for the suggested shape.
     Returns: Plan.
     """

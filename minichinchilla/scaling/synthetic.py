@@ -7,14 +7,20 @@ tables that look at the context at different resolutions ("levels"):
 
     p(x_t | x_{t−2}, x_{t−1}) = Σ_j w_j · T_j[ key_j(x_{t−2}, x_{t−1}) ][ x_t ]
 
-with, by default (the configuration a PyTorch feasibility study, at budgets up to 3e12 FLOPs, found
-to give interior IsoFLOP minima and a fitted E within 0.2 % of the truth; the project's committed
-sweep, at 5e10–1e12 FLOPs, never gets below the order-1 entropy, so its fitted E lands near that
-plateau instead — chapter 10 shows both):
+with, by default (the "cliff" language of chapter 10):
 
     level 0  weight 0.45  key = x_{t−1}                       an order-1 table, V rows
     level 1  weight 0.35  key = (x_{t−1}, group(x_{t−2}))     coarse order-2, V·8 rows
     level 2  weight 0.20  key = (x_{t−1}, x_{t−2})            full order-2, V² rows
+
+Every level below the order-1 entropy of that default needs the token two back, which a
+transformer only reaches by learning to attend to the previous position: its loss curves sit on
+a plateau, then drop, and a scaling law fitted across the drop breaks (chapter 10 measures it).
+The sweep's default is therefore `LANGUAGES["hierarchical"]`, an ORDER-1 coarse-to-fine
+mixture: V = 128, each row mixes tables keyed by the previous token seen in 1, 4, 16 and all
+128 groups, weights ∝ 1, 1/2, 1/3, 1/4. Every level is read off the previous token, so no
+attention circuit gates any of it; the finer rows are rarer and need more parameters and more
+tokens, which is what makes the loss fall smoothly with scale.
 
 Why a hierarchy: a small model or a short run can only learn the few, often-seen rows of the
 order-1 table; more parameters and more tokens unlock the grouped, then the full order-2 rows,
@@ -30,17 +36,29 @@ over the V² states is computed by power iteration, and the entropy rate is
     h = Σ_s π(s) · H( p(· | s) )       nats per token,
 
 which is exactly the expected loss of the best possible predictor with at least 2 tokens of
-context. (A model evaluated on windows of length T sees less context at the first two positions;
-`window_entropy(T)` gives that slightly higher floor.)
+context. A model evaluated on a window sees less context at its first positions, so the floor
+of an evaluation depends on how it is run: `eval_floor(T)` is the exact expected loss of the
+true process for the sweep's evaluation (predict tokens 1..T of a (T+1)-token window from their
+prefixes, so the first prediction already has one token of context), and `oracle_loss(windows)`
+is the true process's loss on a given sample of windows — the number a fitted E is compared with.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SyntheticLanguage"]
+__all__ = ["SyntheticLanguage", "LANGUAGES", "make_language"]
 
 DEFAULT_LEVELS = ((None, 0), (None, 8), (None, None))  # (groups of x_{t-1}, groups of x_{t-2})
 DEFAULT_WEIGHTS = (0.45, 0.35, 0.20)
+
+# The named languages of the scaling sweep (chapters/10-scaling-laws.md).
+LANGUAGES = {
+    # order-1 coarse-to-fine: the previous token seen in 1 (none), 4, 16 and all 128 groups
+    "hierarchical": dict(vocab_size=128, levels=((1, 0), (4, 0), (16, 0), (None, 0)),
+                         weights="power"),
+    # order-2 with one gate: everything below the order-1 entropy needs the token two back
+    "cliff": dict(vocab_size=64, levels=DEFAULT_LEVELS, weights=DEFAULT_WEIGHTS),
+}
 
 
 def _alias_tables(P):
@@ -192,6 +210,34 @@ class SyntheticLanguage:
             return float(h0)
         return float((h0 + h1 + (T - 2) * self.entropy_rate()) / T)
 
+    def _first_step(self):
+        """p(x1 | x0) of the stationary chain, (V, V): the only context the first prediction has."""
+        pi = self.stationary()  # (V, V) π(x0, x1)
+        return pi / pi.sum(axis=1, keepdims=True)
+
+    def eval_floor(self, seq_len):
+        """Exact expected loss (nats/token) of the true process on the sweep's evaluation: a
+        window of T+1 stationary tokens, tokens 1..T predicted from their prefixes (the model
+        reads window[:, :-1] and is scored on window[:, 1:]). Position 1 has one token of
+        context, every later one at least two, so the floor is (H(X1 | X0) + (T − 1)·h) / T;
+        for an order-1 language both terms equal h."""
+        T = int(seq_len)
+        if T < 1:
+            raise ValueError(f"seq_len must be ≥ 1, got {seq_len!r}")
+        pi = self.stationary()  # (V, V)
+        h1 = float(-(pi * np.log(self._first_step())).sum())  # H(X1 | X0)
+        return (h1 + (T - 1) * self.entropy_rate()) / T
+
+    def oracle_loss(self, windows):
+        """The true process's mean loss on `windows` (B, T+1): −log p(x_t | x_<t) averaged over
+        t = 1..T and the B windows — what a perfect model scores on this very sample."""
+        w = np.asarray(windows)
+        if w.ndim != 2 or w.shape[1] < 2:
+            raise ValueError(f"windows must have shape (B, T+1) with T ≥ 1, got {w.shape}")
+        first = np.log(self._first_step()[w[:, 0], w[:, 1]])  # (B,)
+        rest = self.log_prob(w) if w.shape[1] > 2 else np.zeros((len(w), 0))  # (B, T−1)
+        return float(-(first.sum() + rest.sum()) / (w.shape[0] * (w.shape[1] - 1)))
+
     def entropy_ladder(self):
         """What each amount of context is worth, in nats/token: `unigram` H(X_t), `order1`
         H(X_t | X_{t−1}) and `entropy_rate` H(X_t | X_{t−2}, X_{t−1}). A model first learns the
@@ -282,3 +328,10 @@ class SyntheticLanguage:
         return (f"SyntheticLanguage(vocab_size={self.vocab_size}, seed={self.seed}, "
                 f"levels={self.levels}, weights={tuple(np.round(self.weights, 4))}, "
                 f"concentration={self.concentration})")
+
+
+def make_language(name="hierarchical", seed=0):
+    """One of the named `LANGUAGES`, its tables drawn with `seed`."""
+    if name not in LANGUAGES:
+        raise ValueError(f"language must be one of {sorted(LANGUAGES)}, got {name!r}")
+    return SyntheticLanguage(seed=seed, **LANGUAGES[name])
