@@ -1,7 +1,7 @@
 """The learning-rate scan behind the toy-Chinchilla sweep's rate per size (chapters/10-scaling-laws.md).
 
 Stage `scan`: at one budget, every size of a wide ladder at four learning rates, one seed.
-Stage `check`: at a budget 8x larger, three sizes at the rate the fitted rule gives them and at
+Stage `check`: at a budget 8x smaller, three sizes at the rate the fitted rule gives them and at
 half and double that rate. Rows go to results/toy-chinchilla-lr-scan.jsonl (resumable, like any
 sweep); `minichinchilla.scaling.design.fit_lr_rule` fits log lr_opt against log N.
 
@@ -17,12 +17,14 @@ OUT = "results/toy-chinchilla-lr-scan.jsonl"
 SCAN_BUDGET = 2e11
 SCAN_SHAPES = ((12, 1, 2), (16, 2, 2), (24, 2, 2), (32, 2, 2), (40, 3, 2), (48, 3, 4), (64, 3, 4))
 SCAN_LRS = (2e-3, 4e-3, 8e-3, 1.6e-2)
-CHECK_BUDGET = 1.6e12
-CHECK_SHAPES = ((32, 2, 2), (48, 3, 4), (80, 4, 4))
+LOW_LR = 1e-3  # added for the three largest sizes, whose best rate was at or near 2e-3
+CHECK_BUDGET = 2.5e10
+CHECK_SHAPES = ((12, 1, 2), (16, 2, 2), (24, 2, 2))
 
 
 def scan_specs():
-    return [RunSpec(SCAN_BUDGET, d, L, h, lr=lr) for d, L, h in SCAN_SHAPES for lr in SCAN_LRS]
+    specs = [RunSpec(SCAN_BUDGET, d, L, h, lr=lr) for d, L, h in SCAN_SHAPES for lr in SCAN_LRS]
+    return specs + [RunSpec(SCAN_BUDGET, d, L, h, lr=LOW_LR) for d, L, h in SCAN_SHAPES[-3:]]
 
 
 def check_specs():

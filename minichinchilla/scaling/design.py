@@ -7,8 +7,9 @@ the sweep"):
 1. `fit_lr_rule` turns a learning-rate scan (every size at a few rates, one budget) into a rule
    lr_opt(N) = lr_10k · (N/1e4)^γ: per size, a parabola of loss in log lr gives its best rate,
    then a straight line through log lr_opt against log N.
-2. `pilot_law` fits L(N, D) = E + A/N^α + B/D^β to the best run of each size of the pilot runs:
-   a rough law, good enough to say where the optimum lies and how curved the profiles are.
+2. `pilot_law` fits L(N, D) = E + A/N^α + B/D^α, E the exact floor, to the best run of each size
+   at the scan budget: a rough law, good enough to say where the optimum lies and how curved the
+   profiles are; `tilted` moves its exponent a to ask how the design copes if a is not 0.5.
 3. `simulate_design` draws the planned grid's losses from that law plus run-to-run noise
    (σ nats, measured from runs that differ only in seed), runs Approaches 2 and 3 on every
    simulated sweep exactly as the analysis will, and reports the spread of the fitted a: the
@@ -24,11 +25,11 @@ from .approaches import approach2, power_law_fit
 from .fit import fit_parametric
 from .parametric import ChinchillaFit
 
-__all__ = ["fit_lr_rule", "best_per_size", "pilot_law", "simulate_design", "DesignSimulation",
-           "PILOT_FIT"]
+__all__ = ["fit_lr_rule", "best_per_size", "pilot_law", "tilted", "simulate_design",
+           "DesignSimulation", "PILOT_FIT"]
 
-# The pilot law the committed grid is centred on: `pilot_law` of the LR scan's runs
-# (results/toy-chinchilla-lr-scan.jsonl); tests/test_scaling_design.py refits and compares.
+# The pilot law the committed grid is centred on: `pilot_law` of the LR scan's runs at 2e11 FLOPs
+# (results/toy-chinchilla-lr-scan.jsonl), E the exact floor; tests/test_scaling_design.py refits it.
 PILOT_FIT = ChinchillaFit(E=3.62, A=20.0, B=20.0, alpha=0.35, beta=0.35)
 
 
@@ -71,10 +72,50 @@ def best_per_size(rows):
     return [best[k] for k in sorted(best)]
 
 
-def pilot_law(rows):
-    """Approach 3 (Huber δ = 1e-3 on ln loss, total N) on `best_per_size(rows)`: a ChinchillaFit."""
+def pilot_law(rows, E, budget=None):
+    """A rough law from one IsoFLOP profile: L = E + A/N^α + B/D^α with the floor E given and
+    α = β (so a = 0.5, Chinchilla's value, is the prior), A, B and α fitted by least squares in
+    ln(L − E) to the best run of each size at `budget` (default: the budget with most sizes).
+
+    At one budget D = C/(6N), so the profile is E + A·N^−α + B·(C/6)^−α·N^α: its width fixes α
+    and its position the ratio A/B. Returns a ChinchillaFit."""
+    from scipy.optimize import least_squares
+
     pts = best_per_size(rows)
-    return fit_parametric([r["N"] for r in pts], [r["D"] for r in pts], [r["loss"] for r in pts])
+    if budget is None:
+        counts = {}
+        for r in pts:
+            counts[r["C_budget"]] = counts.get(r["C_budget"], 0) + 1
+        budget = max(counts, key=counts.get)
+    pts = [r for r in pts if np.isclose(r["C_budget"], budget)]
+    if len(pts) < 4:
+        raise ValueError(f"pilot_law needs at least 4 sizes at one budget, got {len(pts)}")
+    N = np.array([r["N"] for r in pts], dtype=np.float64)
+    D = np.array([r["D"] for r in pts], dtype=np.float64)
+    L = np.array([r["loss"] for r in pts], dtype=np.float64)
+    if np.any(L <= E):
+        raise ValueError("every pilot loss must lie above the floor E")
+
+    def resid(t):  # t = (ln A, ln B, α)
+        return np.log(np.exp(t[0]) * N ** -t[2] + np.exp(t[1]) * D ** -t[2]) - np.log(L - E)
+
+    t = least_squares(resid, x0=[np.log(10.0), np.log(10.0), 0.4],
+                      bounds=([-20, -20, 0.05], [30, 30, 2.0])).x
+    return ChinchillaFit(E=float(E), A=float(np.exp(t[0])), B=float(np.exp(t[1])),
+                         alpha=float(t[2]), beta=float(t[2]))
+
+
+def tilted(law, a):
+    """The same law with its frontier exponent moved to `a` = β/(α+β), keeping α + β and the
+    optimum at the geometric middle of 1e10–1e12 FLOPs: to ask how a design copes if a is not 0.5."""
+    s = law.alpha + law.beta
+    beta, alpha = a * s, (1 - a) * s
+    C0 = 1e11
+    n0, d0 = law.compute_optimal(C0)
+    # keep each term's size at the old optimum: A·n0^−α = A0·n0^−α0, B·d0^−β = B0·d0^−β0
+    A = law.A * n0 ** (alpha - law.alpha)
+    B = law.B * d0 ** (beta - law.beta)
+    return ChinchillaFit(E=law.E, A=A, B=B, alpha=alpha, beta=beta)
 
 
 @dataclass

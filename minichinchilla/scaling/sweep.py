@@ -48,11 +48,11 @@ RESULT_COLUMNS = ("key", "status", "language", "C_budget", "C", "N", "N_nonembed
                   "language_seed", "eval_windows", "elapsed_s", "error")
 
 # Model shapes (d_model, n_layers, n_heads), about 1.3–1.8x apart in N for the V = 128 language.
-DEFAULT_SHAPES = ((8, 1, 2), (12, 1, 2), (16, 1, 2), (16, 2, 2), (24, 2, 2), (32, 2, 2),
-                  (32, 3, 2), (40, 3, 2), (48, 3, 4), (56, 3, 4), (64, 3, 4), (64, 4, 4),
-                  (80, 4, 4), (96, 4, 4), (112, 5, 4), (128, 5, 4))
+DEFAULT_SHAPES = ((8, 1, 2), (12, 1, 2), (16, 1, 2), (16, 2, 2), (20, 2, 2), (24, 2, 2),
+                  (32, 2, 2), (32, 3, 2), (40, 3, 2), (48, 3, 4), (56, 3, 4), (64, 3, 4),
+                  (64, 4, 4), (80, 4, 4), (96, 4, 4), (112, 5, 4), (128, 5, 4))
 # Budgets of the committed design: 64x in 7 doublings (see design.py for why these).
-DEFAULT_BUDGETS = tuple(2.5e10 * 2 ** k for k in range(7))
+DEFAULT_BUDGETS = tuple(1.25e10 * 2 ** k for k in range(7))
 DEFAULT_SEEDS = (0, 1)
 
 # Learning rate per size: lr_opt(N) = LR_AT_10K · (N / 1e4)^LR_EXPONENT, fitted to the LR scan
