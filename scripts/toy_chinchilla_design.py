@@ -15,7 +15,9 @@ import sys
 
 import numpy as np
 
-from minichinchilla.scaling.design import best_per_size, fit_lr_rule, pilot_law, simulate_design
+from minichinchilla.scaling.design import (best_per_size, fit_lr_rule, pilot_law, simulate_design,
+                                           tilted)
+from minichinchilla.scaling.synthetic import make_language
 from minichinchilla.scaling.sweep import default_grid, load_results
 
 SCAN = "results/toy-chinchilla-lr-scan.jsonl"
@@ -47,16 +49,18 @@ def main(argv=None):
                    help="run-to-run noise σ in nats (default: measured from the scan)")
     args = p.parse_args(argv)
     rows = [r for r in load_results(SCAN) if r["status"] == "ok"]
-    scan_budget = min(r["C_budget"] for r in rows if r["C_budget"] > 1e11)
+    scan_budget = 2e11
     lr_10k, gamma, per_size = fit_lr_rule(rows, scan_budget)
-    law = pilot_law(rows)
+    floor = make_language("hierarchical").eval_floor(16)
+    law = pilot_law(rows, E=floor, budget=scan_budget)
     specs = default_grid()
     grid = grid_sizes(specs)
     seeds = len({s.seed for s in specs})
     noise = args.noise if args.noise is not None else 0.004
     sims = {}
-    for name, g in [("committed", grid)]:
-        sim = simulate_design(law, g, seeds=seeds, noise=noise, n_sim=args.n_sim, rng=0)
+    for name, truth in [("pilot law (a = 0.5)", law), ("a = 0.35", tilted(law, 0.35)),
+                        ("a = 0.65", tilted(law, 0.65))]:
+        sim = simulate_design(truth, grid, seeds=seeds, noise=noise, n_sim=args.n_sim, rng=0)
         sims[name] = dict(width2=sim.width2, width3=sim.width3, inside2=sim.inside2,
                           a_true=sim.a_true, n_sim=sim.n_sim)
         print(name, sim.summary())

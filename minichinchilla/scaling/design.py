@@ -30,7 +30,7 @@ __all__ = ["fit_lr_rule", "best_per_size", "pilot_law", "tilted", "simulate_desi
 
 # The pilot law the committed grid is centred on: `pilot_law` of the LR scan's runs at 2e11 FLOPs
 # (results/toy-chinchilla-lr-scan.jsonl), E the exact floor; tests/test_scaling_design.py refits it.
-PILOT_FIT = ChinchillaFit(E=3.62, A=20.0, B=20.0, alpha=0.35, beta=0.35)
+PILOT_FIT = ChinchillaFit(E=3.62411, A=43.517, B=1902.9, alpha=0.7354, beta=0.7354)
 
 
 def _ok(rows, budget=None):

@@ -56,14 +56,17 @@ DEFAULT_BUDGETS = tuple(1.25e10 * 2 ** k for k in range(7))
 DEFAULT_SEEDS = (0, 1)
 
 # Learning rate per size: lr_opt(N) = LR_AT_10K · (N / 1e4)^LR_EXPONENT, fitted to the LR scan
-# (results/toy-chinchilla-lr-scan.jsonl; refitted and checked by tests/test_scaling_sweep.py).
-LR_AT_10K = 1.0e-2
-LR_EXPONENT = -0.5
+# (results/toy-chinchilla-lr-scan.jsonl; refitted and checked by tests/test_scaling_design.py),
+# held inside the scanned range LR_SCANNED: the rule is not extrapolated beyond what was measured.
+LR_AT_10K = 0.007662
+LR_EXPONENT = -0.63
+LR_SCANNED = (1e-3, 1.6e-2)
 
 
 def lr_for(n_params):
     """The learning rate the design gives a model of `n_params` (total) parameters."""
-    return LR_AT_10K * (n_params / 1e4) ** LR_EXPONENT
+    rate = LR_AT_10K * (n_params / 1e4) ** LR_EXPONENT
+    return min(max(rate, LR_SCANNED[0]), LR_SCANNED[1])
 
 
 @dataclass(frozen=True)
