@@ -69,3 +69,19 @@ def test_the_fast_kernels_set_themselves_up_on_first_use():
 def test_a_bad_backend_variable_does_not_break_the_import():
     report = _probe(MINICHINCHILLA_BACKEND="cupy-that-is-not-there")
     assert report["loads"] == []
+
+
+@pytest.mark.parametrize("value", ["cupy", "not-a-backend"])
+def test_a_backend_that_cannot_run_is_one_error_line_on_the_command_line(tmp_path, value):
+    from minichinchilla.backend import cupy_available
+
+    if value == "cupy" and cupy_available():
+        pytest.skip("CuPy runs here")
+    for argv in (["bench", "--configs", "s10k"], ["train", "--max-steps", "1", "--out", str(tmp_path / "run")]):
+        out = subprocess.run([sys.executable, "-m", "minichinchilla", *argv], capture_output=True, text=True,
+                             env={**os.environ, "MINICHINCHILLA_BACKEND": value}, timeout=120)
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and "MINICHINCHILLA_BACKEND" in lines[0], out.stderr
+        assert "Traceback" not in out.stderr
+    assert not (tmp_path / "run").exists()  # nothing was written

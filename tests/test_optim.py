@@ -69,3 +69,25 @@ def test_cosine_schedule_spans_exactly_the_horizon():
     assert lrs[100] == pytest.approx(0.1)  # decayed to 10 % at the horizon, not before or after
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert lrs[55] == pytest.approx(0.55)
+
+
+def test_adamw_updates_each_parameter_in_place_and_reads_like_chapter_07():
+    """A parameter keeps its own array; the update itself fits in 15 lines; optim.py reaches into
+    no private kernel helper (the fast, flat-buffer step is the opt-in functional.fast.FusedAdamW)."""
+    import ast
+    import inspect
+
+    import minichinchilla.optim as optim
+
+    p = Parameter(np.ones((3, 2)))
+    array = p.data
+    opt = AdamW([p], lr=0.1, weight_decay=0.1)
+    for _ in range(2):
+        p.grad = np.full((3, 2), 0.5)
+        opt.step()
+    assert p.data is array and not np.allclose(array, 1.0)
+    body = ast.parse(inspect.getsource(AdamW._update).strip().replace("\n    ", "\n")).body[0].body
+    lines = {n.lineno for stmt in body for n in ast.walk(stmt) if hasattr(n, "lineno")}
+    assert len(lines) <= 15
+    source = inspect.getsource(optim)
+    assert "_blocks" not in source and "functional" not in source.replace("functional.fast.FusedAdamW", "")
