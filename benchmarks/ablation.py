@@ -1,7 +1,7 @@
 """What each optimisation of chapter 12 bought, kernel by kernel, measured side by side.
 
 Loads the hand-derived kernels as they were BEFORE the performance work (git commit BASE) next to
-today's, and times each pair — forward + backward on the shapes of benchmark config (b), one BLAS
+today's fast ones (`minichinchilla.functional.fast`), and times each pair — forward + backward on the shapes of benchmark config (b), one BLAS
 thread, CPU time (`time.process_time`), the two versions interleaved, minimum over repeats (robust
 on a busy machine). Also runs whole steps in child processes with and without the allocator fix
 (`MINICHINCHILLA_MALLOPT=0`) to count page faults and system time.
@@ -61,8 +61,9 @@ def timed_pairs(pairs, repeats):
 def kernel_ablation(repeats):
     import numpy as np
 
-    import minichinchilla.functional as F
     from minichinchilla.bench import CONFIGS, _model_and_batch
+    from minichinchilla.functional import fast
+    from minichinchilla.functional.fast import FusedAdamW
     from minichinchilla.optim import AdamW, param_groups_for_decay
 
     old = load_baseline()
@@ -83,25 +84,20 @@ def kernel_ablation(repeats):
     pairs = {
         "attention layer (causal, config b)": (
             fb(old["attention"].attention_forward, old["attention"].attention_backward, x, Wqkv, bqkv, Wo, bo, NH, dout=d),
-            fb(F.attention_forward, F.attention_backward, x, Wqkv, bqkv, Wo, bo, NH, dout=d)),
+            fb(fast.attention_forward, fast.attention_backward, x, Wqkv, bqkv, Wo, bo, NH, dout=d)),
         "GELU (B*T, 4C)": (fb(old["activations"].gelu_forward, old["activations"].gelu_backward, h, dout=dh),
-                           fb(F.gelu_forward, F.gelu_backward, h, dout=dh)),
+                           fb(fast.gelu_forward, fast.gelu_backward, h, dout=dh)),
         "LayerNorm (B*T, C)": (fb(old["norms"].layernorm_forward, old["norms"].layernorm_backward, x, g, b, dout=d),
-                               fb(F.layernorm_forward, F.layernorm_backward, x, g, b, dout=d)),
+                               fb(fast.layernorm_forward, fast.layernorm_backward, x, g, b, dout=d)),
     }
     _, model, _, _ = _model_and_batch(spec)
     _, model2, _, _ = _model_and_batch(spec)
-    opt, opt2 = (AdamW(param_groups_for_decay(m, 0.1), lr=1e-4) for m in (model, model2))
+    opt, opt2 = FusedAdamW(param_groups_for_decay(model, 0.1), lr=1e-4), AdamW(param_groups_for_decay(model2, 0.1), lr=1e-4)
     for m in (model, model2):
         for p in m.parameters():
             p.grad = np.full(p.shape, 1e-3, dtype=np.float32)
 
-    def per_parameter():
-        for grp in opt2.param_groups:
-            for p in grp["params"]:
-                opt2._step_param(p, grp)
-
-    pairs["AdamW (4.8M parameters)"] = (per_parameter, opt.step)
+    pairs["AdamW (4.8M parameters): per parameter, then FusedAdamW"] = (opt2.step, opt.step)
     return timed_pairs(pairs, repeats)
 
 
