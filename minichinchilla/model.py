@@ -69,6 +69,8 @@ class ModelConfig:
                              f"got {self.activation!r}")
         if self.d_ff is None:
             self.d_ff = FEED_FORWARDS[self.activation].default_d_ff(self.d_model)
+        if not isinstance(self.d_ff, (int, np.integer)) or isinstance(self.d_ff, bool) or self.d_ff < 1:
+            raise ValueError(f"ModelConfig.d_ff must be a positive integer or None, got {self.d_ff!r}")
         if self.pos_encoding not in ("learned", "rope"):
             raise ValueError(f"ModelConfig.pos_encoding must be 'learned' or 'rope', got {self.pos_encoding!r}")
         if self.pos_encoding == "rope" and (self.d_model // self.n_heads) % 2:

@@ -101,8 +101,10 @@ class Module:
 
     def load_state_dict(self, state):
         """Copy arrays into the parameters. All-or-nothing: any missing, extra or mis-shaped
-        key raises ValueError listing every problem, and then no parameter is changed."""
+        key raises ValueError listing every problem, and then no parameter is changed.
+        Keys of older checkpoints (`LEGACY_KEYS`) are read under their current names."""
         params = dict(self.named_parameters())
+        state = {_current_key(k, params): v for k, v in state.items()}
         missing = sorted(set(params) - set(state))
         extra = sorted(set(state) - set(params))
         wrong = [f"{k}: expected {p.shape}, got {tuple(np.shape(state[k]))}"
@@ -119,6 +121,25 @@ class Module:
         for k, p in params.items():
             p.data = asarray(state[k], dtype=p.data.dtype)
             p.grad = None
+
+
+# Parameter names before they followed one scheme (checkpoints written before issue 11):
+# old suffix -> current suffix. `load_state_dict` still reads them.
+LEGACY_KEYS = {"attn.qkv": "attn.qkv_weight", "attn.proj": "attn.proj_weight",
+               "ffn.w1": "ffn.up_weight", "ffn.b1": "ffn.up_bias",
+               "ffn.w2": "ffn.down_weight", "ffn.b2": "ffn.down_bias"}
+
+
+def _current_key(key, params):
+    """`key` under its current name: 'blocks.0.ffn.w1' -> 'blocks.0.ffn.up_weight' when only the
+    latter is a parameter; any other key unchanged."""
+    if key in params:
+        return key
+    for old, new in LEGACY_KEYS.items():
+        if key == old or key.endswith("." + old):
+            renamed = key[:len(key) - len(old)] + new
+            return renamed if renamed in params else key
+    return key
 
 
 class Linear(Module):

@@ -128,6 +128,9 @@ def test_bad_config_and_input():
         ModelConfig(vocab_size=10, seq_len=4, d_model=10, n_layers=1, n_heads=3)
     with pytest.raises(ValueError, match="pos_encoding"):
         tiny(pos_encoding="sinusoid")
+    for bad in (0, -8, 2.5):
+        with pytest.raises(ValueError, match="d_ff"):
+            tiny(d_ff=bad)
     model = TransformerLM(tiny())
     with pytest.raises(ValueError, match="exceeds"):
         model(np.zeros((1, 7), dtype=np.int64))
@@ -200,3 +203,23 @@ def test_parameter_names_follow_one_scheme():
     names = dict(TransformerLM(tiny()).named_parameters())
     assert {"blocks.0.attn.qkv_weight", "blocks.0.attn.proj_bias", "blocks.1.ffn.up_weight",
             "blocks.1.ffn.down_bias"} <= set(names)
+
+
+def test_checkpoints_with_the_old_parameter_names_still_load():
+    """Keys written before the naming scheme (attn.qkv, ffn.w1, ...) load under the new names;
+    an unknown key is still refused."""
+    from minichinchilla.nn import LEGACY_KEYS
+
+    a, b = TransformerLM(tiny(), seed=0), TransformerLM(tiny(), seed=1)
+    new_to_old = {new: old for old, new in LEGACY_KEYS.items()}
+    old_state = {}
+    for k, v in a.state_dict().items():
+        suffix = next((n for n in new_to_old if k.endswith("." + n)), None)
+        old_state[k[:len(k) - len(suffix)] + new_to_old[suffix] if suffix else k] = v
+    assert "blocks.1.ffn.w2" in old_state and "blocks.1.ffn.down_weight" not in old_state
+    b.load_state_dict(old_state)
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+    old_state["blocks.0.ffn.w3"] = old_state.pop("blocks.0.ffn.w1")
+    with pytest.raises(ValueError, match="blocks.0.ffn.w3"):
+        b.load_state_dict(old_state)
