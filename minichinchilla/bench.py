@@ -649,7 +649,8 @@ def sweep_estimate(specs, small_rows, workers=1, use="cpu"):
     the wall clock.
 
     Inputs:
-        specs: RunSpec-like objects (minichinchilla.scaling.sweep.default_grid())
+        specs: RunSpec-like objects (minichinchilla.scaling.sweep.default_grid()), or the records of
+            finished runs (dicts with "N" and "C", as in results/*.jsonl)
         small_rows: rows from `run_small` (or the "small" list of a benchmark JSON)
         workers: processes running in parallel (cores)
     Returns:
@@ -677,8 +678,11 @@ def sweep_estimate(specs, small_rows, workers=1, use="cpu"):
 
     seconds = []
     for sp in specs:
-        flops = model_flops(sp.model_config()) * sp.batch_size * sp.steps()
-        seconds.append(flops / rate(sp.params().total))
+        if isinstance(sp, dict):  # a finished run's record (results/*.jsonl): N and its training FLOPs C
+            n, flops = sp["N"], sp["C"]
+        else:
+            n, flops = sp.params().total, model_flops(sp.model_config()) * sp.batch_size * sp.steps()
+        seconds.append(flops / rate(n))
     total = sum(seconds) / max(1, workers)
     return dict(runs=len(seconds), run_seconds=seconds, total_hours=total / 3600,
                 runs_per_hour=len(seconds) / (total / 3600) if total > 0 else float("inf"))

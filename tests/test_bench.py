@@ -192,6 +192,10 @@ def test_sweep_estimate_interpolates_and_scales_with_workers():
     assert one["runs_per_hour"] == pytest.approx(len(specs) / one["total_hours"])
     with pytest.raises(ValueError):
         bench.sweep_estimate(specs, [])
+    # Finished runs' records (results/*.jsonl) work too: N parameters, C training FLOPs each.
+    records = [dict(N=1e4, C=1e12), dict(N=1e6, C=2e12)]
+    est = bench.sweep_estimate(records, rows, workers=1)
+    assert est["run_seconds"] == pytest.approx([1e12 / 1e9, 2e12 / 1e11])  # at 1 and 100 GFLOP/s
 
 
 # --------------------------------------------------------------------------- command line
