@@ -5,6 +5,9 @@
     with RunLock("runs/x", command="train"):
         ...   # only this process writes runs/x until the block ends
 
+    with locked_directory("runs/new", command="train"):   # creates the folder if needed
+        ...   # and removes it again if the block fails before writing anything into it
+
 Two `train --out D` (or two `--resume D`, or a sweep writing into an output another sweep is
 writing) would interleave their log lines and delete each other's temporary files. The lock
 makes the second one stop at once with a clear message instead.
@@ -22,8 +25,10 @@ a holder that is no longer alive (its pid is gone) counts as stale and is taken 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -157,3 +162,33 @@ class RunLock:
         os.lseek(self._fd, 0, os.SEEK_SET)
         os.write(self._fd, (json.dumps(holder) + "\n").encode("utf-8"))
         os.fsync(self._fd)
+
+
+@contextlib.contextmanager
+def locked_directory(directory, command: str = "", warn=None):
+    """Create `directory` if needed and hold its `RunLock` for the ``with`` block.
+
+    A folder this call created is removed again when the block leaves it empty (bad input
+    found after the lock was taken: nothing is left behind). A stale lock that was taken over
+    is reported through ``warn(message)`` (default: a line on stderr).
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{str(directory)!r} exists and is not a directory")
+    created = not directory.exists()
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with RunLock(directory, command=command) as lock:
+            if lock.took_over_from:
+                (warn or _print_warning)(
+                    f"warning: {str(directory)!r} was locked by pid {lock.took_over_from.get('pid')}, "
+                    f"which is gone (killed?); taking the lock over")
+            yield lock
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # succeeds only while it is empty
+
+
+def _print_warning(message: str) -> None:
+    print(message, file=sys.stderr)

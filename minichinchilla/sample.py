@@ -9,6 +9,7 @@ always give the same text (the seed drives the only random choice: the sampled t
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import numpy as np
@@ -74,6 +75,8 @@ def generate_text(model, tokenizer, prompt: str = "", max_new_tokens: int = 200,
     """
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
     context = encode_prompt(tokenizer, prompt, warn)
     decoder = StreamDecoder(tokenizer, context)
     if write is not None and prompt:
@@ -115,8 +118,8 @@ def main(argv=None) -> int:
 def _run(args) -> int:
     from .checkpoint import load_run
 
-    if args.temperature < 0:
-        raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):  # NaN fails every comparison
+        raise ValueError(f"--temperature must be a finite number >= 0, got {args.temperature}")
     if args.top_k < 0:
         raise ValueError(f"--top-k must be >= 0, got {args.top_k}")
     model, tokenizer, _ = load_run(args.checkpoint)

@@ -27,7 +27,6 @@ at once). Bad input is one ``error: ...`` line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import shutil
@@ -55,7 +54,7 @@ from .optim import AdamW, clip_grad_norm, cosine_lr, param_groups_for_decay
 from .progress import ProgressBar
 from .resources import (SMALL_MODEL_D_MODEL, available_memory_bytes, default_threads, format_bytes,
                         limit_threads)
-from .runlock import LOCK_FILE, RunLock
+from .runlock import LOCK_FILE, locked_directory
 from .tensor import no_grad
 
 LOG_FILE = "log.jsonl"
@@ -359,14 +358,17 @@ def run_training(cfg: TrainConfig, run_dir, *, resume: bool = False, force: bool
     _use_backend(cfg.backend)
     check_fits_in_memory(cfg)
     threads = threads or default_threads(cfg.model_config(cfg.vocab_size))
-    with _locked_run_dir(run_dir, "train --resume" if resume else "train"), limit_threads(threads):
+    command = "python -m minichinchilla train" + (" --resume" if resume else "")
+    with locked_directory(run_dir, command), limit_threads(threads):
         run = _set_up(cfg, run_dir, resume)
         _open_run_dir(run, resume, force)
         bar = ProgressBar(total=cfg.horizon, initial=run.step, out=out, quiet=quiet)
         for line in _header(run, threads, resume):
             bar.write(line)
         interrupted = False
-        with _StopOnSigint(bar.write) as sigint:
+        # Overflow in a diverging run is caught as a non-finite loss and stopped with one clear
+        # message (TrainingDiverged); NumPy's own warnings would only bury it.
+        with _StopOnSigint(bar.write) as sigint, np.errstate(over="ignore", invalid="ignore"):
             while True:
                 if run.due_for_evaluation():
                     entry = _evaluate(run)
@@ -405,23 +407,6 @@ def _use_backend(name: str) -> None:
         set_backend(name)
     except RuntimeError as err:  # e.g. cupy without a GPU: the user's choice, so exit 2
         raise ValueError(str(err)) from None
-
-
-@contextlib.contextmanager
-def _locked_run_dir(run_dir: Path, command: str):
-    """Hold `run_dir`'s lock for the block. A folder this call created is removed again if the
-    block fails before writing anything into it (bad data, a refused size, ...)."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"--out {str(run_dir)!r} exists and is not a directory")
-    created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with RunLock(run_dir, command=f"python -m minichinchilla {command}"):
-            yield
-    finally:
-        if created:
-            with contextlib.suppress(OSError):
-                run_dir.rmdir()  # only succeeds while it is empty
 
 
 def check_fits_in_memory(cfg: TrainConfig, available: int | None = None) -> None:
@@ -473,8 +458,9 @@ def _header(run: _Run, threads: int, resume: bool) -> list[str]:
 
 def _format_evaluation(entry: dict) -> str:
     rate = "-" if entry["tok_per_s"] is None else format(entry["tok_per_s"], ",.0f")
+    ppl = f"{entry['val_ppl']:.2f}" if entry["val_ppl"] < 1e6 else f"{entry['val_ppl']:.3g}"
     return (f"step {entry['step']:>6} | train {entry['train_loss']:.4f} | val {entry['val_loss']:.4f} | "
-            f"ppl {entry['val_ppl']:.2f} | lr {entry['lr']:.2e} | {rate} tok/s")
+            f"ppl {ppl} | lr {entry['lr']:.2e} | {rate} tok/s")
 
 
 def _print_sample(run: _Run, out) -> None:

@@ -5,11 +5,12 @@
     python -m minichinchilla finetune --checkpoint runs/x --task regress --pooling mean
     python -m minichinchilla finetune --checkpoint runs/x --augment --compare-scratch
 
-Prints the validation curve as it trains, then the test metrics next to the baselines, and
-writes ``OUT/finetune.jsonl`` (one JSON object per line: the run's settings, each
+Shows a progress bar and the validation curve as it trains, then the test metrics next to the
+baselines, and writes ``OUT/finetune.jsonl`` (one JSON object per line: the run's settings, each
 evaluation, the test result, each baseline) and, for classification, ``OUT/confusion.png``.
-Bad input (no such run, a damaged checkpoint, an unknown task) is one ``error: ...`` line
-and exit code 2.
+Bad input (no such run, a damaged checkpoint, an unknown task, an ``OUT`` that already holds
+results, without ``--force``; an ``OUT`` another process is writing) is one ``error: ...``
+line and exit code 2.
 """
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..cli import run_command
+from ..runlock import locked_directory
 from .tasks import TASK_KINDS
 
 LOG_FILE = "finetune.jsonl"
 CONFUSION_FILE = "confusion.png"
+OUTPUT_FILES = (LOG_FILE, CONFUSION_FILE)
 
 
 def build_parser():
@@ -50,6 +53,8 @@ def build_parser():
     p.add_argument("--compare-scratch", action="store_true",
                    help="also fine-tune a randomly initialised body with the same budget")
     p.add_argument("--out", default=None, help="output folder (default RUN_DIR/finetune-TASK)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the results of an earlier fine-tuning run in --out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="print only the final table")
     return p
@@ -66,17 +71,10 @@ def _fmt_metrics(kind, m):
 def run_cli(args, out=None) -> int:
     from minichinchilla.checkpoint import load_run
 
-    from .baselines import baselines_for
-    from .metrics import plot_confusion_matrix
     from .tasks import make_task
-    from .train import FineTuneConfig, finetune, scratch_copy
+    from .train import FineTuneConfig
 
     out = out or sys.stdout
-
-    def say(msg=""):
-        if not args.quiet:
-            print(msg, file=out, flush=True)
-
     if args.task not in TASK_KINDS:
         raise ValueError(f"unknown task {args.task!r}; choose one of {', '.join(TASK_KINDS)}")
     lr = args.lr if args.lr is not None else (1e-2 if args.freeze_body else 1e-3)
@@ -91,54 +89,85 @@ def run_cli(args, out=None) -> int:
     out_dir = Path(args.out) if args.out else Path(args.checkpoint) / f"finetune-{args.task}"
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {str(out_dir)!r} exists and is not a directory")
+    _refuse_to_overwrite(out_dir, args.force)
     task = make_task(args.task)
-    say(task.summary())
-    say(task.description)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = out_dir / LOG_FILE
+    with locked_directory(out_dir, "python -m minichinchilla finetune"):
+        _refuse_to_overwrite(out_dir, args.force)  # again: another run may have finished meanwhile
+        records, results, baselines = _fine_tune_and_compare(args, cfg, model, tokenizer, task, out)
+        written = _write_outputs(out_dir, args.task, task, records, results)
+    _print_test_table(args.task, task, results, baselines, out)
+    print(f"wrote {', '.join(map(str, written))}", file=out)
+    return 0
+
+
+def _refuse_to_overwrite(out_dir: Path, force: bool) -> None:
+    earlier = [out_dir / name for name in OUTPUT_FILES if (out_dir / name).exists()]
+    if earlier and not force:
+        raise ValueError(f"{str(earlier[0])!r} holds an earlier fine-tuning run; use another --out, "
+                         f"or --force to replace it")
+
+
+def _fine_tune_and_compare(args, cfg, model, tokenizer, task, out):
+    """Fine-tune (and, with --compare-scratch, a random body), score the baselines; returns
+    (records for finetune.jsonl, {init: FineTuneResult}, {name: baseline})."""
+    from minichinchilla.progress import ProgressBar
+
+    from .baselines import baselines_for
+    from .train import finetune, scratch_copy
+
     records = [{"type": "run", "checkpoint": str(args.checkpoint), "task": args.task,
                 "config": asdict(cfg), "labels": list(task.labels)}]
-
-    def logger(init):
-        def log(entry):
-            records.append({"type": "eval", "init": init, **entry})
-            say(f"  [{init}] step {entry['step']:4d}  train loss {entry['train_loss']:.4f}  "
-                f"val loss {entry['val_loss']:.4f}  val {entry['metric']} {entry['val_metric']:.3f}")
-        return log
-
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, file=out, flush=True))
+    say(task.summary())
+    say(task.description)
     say(f"fine-tuning ({'head only' if cfg.freeze_body else 'all weights'}, lr {cfg.lr:g}, "
         f"{cfg.steps} steps at most, pooling {cfg.pooling}"
         f"{', token dropout %.2f' % cfg.augment_p if cfg.augment else ''}):")
-    results = {"pretrained": finetune(model, tokenizer, task, cfg, log=logger("pretrained"))}
+    bodies = {"pretrained": model}
     if args.compare_scratch:
-        results["scratch"] = finetune(scratch_copy(model, cfg.seed), tokenizer, task, cfg, init="scratch",
-                                      log=logger("scratch"))
-    for init, res in results.items():
-        records.append({"type": "test", **res.to_dict()})
-    baselines = baselines_for(args.task, task, tokenizer, cfg.max_len)
-    for name, b in baselines.items():
-        records.append({"type": "baseline", "name": name, "val": b["val"], "test": b["test"]})
+        bodies["scratch"] = scratch_copy(model, cfg.seed)
+    results = {}
+    for init, body in bodies.items():
+        bar = ProgressBar(total=cfg.steps, out=out, quiet=args.quiet)
 
+        def log(entry, init=init, bar=bar):
+            records.append({"type": "eval", "init": init, **entry})
+            bar.write(f"  [{init}] step {entry['step']:4d}  train loss {entry['train_loss']:.4f}  "
+                      f"val loss {entry['val_loss']:.4f}  val {entry['metric']} {entry['val_metric']:.3f}")
+        try:
+            results[init] = finetune(body, tokenizer, task, cfg, init=init, log=log,
+                                     on_step=lambda loss, lr, bar=bar: bar.step(loss, lr))
+        finally:
+            bar.close()
+    records += [{"type": "test", **res.to_dict()} for res in results.values()]
+    baselines = baselines_for(args.task, task, tokenizer, cfg.max_len)
+    records += [{"type": "baseline", "name": name, "val": b["val"], "test": b["test"]}
+                for name, b in baselines.items()]
+    return records, results, baselines
+
+
+def _write_outputs(out_dir: Path, kind: str, task, records, results) -> list[Path]:
+    from minichinchilla.atomic import write_text_atomically
+
+    from .metrics import plot_confusion_matrix
+
+    written = [write_text_atomically(out_dir / LOG_FILE, "".join(json.dumps(r) + "\n" for r in records))]
+    if kind == "classify":
+        res = results["pretrained"]
+        written.append(out_dir / CONFUSION_FILE)
+        plot_confusion_matrix(res.confusion, task.labels, written[-1],
+                              title=f"fine-tuned, test: accuracy {res.test['accuracy']:.2f}")
+    return written
+
+
+def _print_test_table(kind: str, task, results, baselines, out) -> None:
     print(f"test ({len(task.test)} documents):", file=out)
     for init, res in results.items():
         note = f"best step {res.best_step}/{res.steps_run}{', stopped early' if res.stopped_early else ''}"
-        print(f"  fine-tuned ({init:<10}) {_fmt_metrics(args.task, res.test)}   [{note}, "
+        print(f"  fine-tuned ({init:<10}) {_fmt_metrics(kind, res.test)}   [{note}, "
               f"{res.seconds:.0f} s]", file=out)
     for name, b in baselines.items():
-        print(f"  baseline {name:<14} {_fmt_metrics(args.task, b['test'])}", file=out)
-
-    with open(log_path, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
-    written = [str(log_path)]
-    if args.task == "classify":
-        res = results["pretrained"]
-        png = out_dir / CONFUSION_FILE
-        plot_confusion_matrix(res.confusion, task.labels, png,
-                              title=f"fine-tuned, test: accuracy {res.test['accuracy']:.2f}")
-        written.append(str(png))
-    print(f"wrote {', '.join(written)}", file=out)
-    return 0
+        print(f"  baseline {name:<14} {_fmt_metrics(kind, b['test'])}", file=out)
 
 
 def main(argv=None) -> int:

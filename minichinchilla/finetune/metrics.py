@@ -133,5 +133,7 @@ def plot_confusion_matrix(cm, labels, path=None, title="confusion matrix (test)"
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path)
+        from minichinchilla.atomic import write_atomically
+
+        write_atomically(path, lambda f: fig.savefig(f, format="png"))
     return fig

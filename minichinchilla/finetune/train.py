@@ -250,7 +250,7 @@ def headline(kind) -> str:
 
 # ---- the run ------------------------------------------------------------------------------------
 def finetune(body, tokenizer, task: Task, config: FineTuneConfig | None = None, init="pretrained",
-             log=None, copy_body=True) -> FineTuneResult:
+             log=None, copy_body=True, on_step=None) -> FineTuneResult:
     """Fine-tune `body` (a `TransformerLM`) with a new head on `task`.
 
     Inputs:
@@ -259,6 +259,7 @@ def finetune(body, tokenizer, task: Task, config: FineTuneConfig | None = None, 
         task: a `Task` (`make_task("classify")`, ...).
         config: a `FineTuneConfig`.
         log: ``log(dict)`` is called after every evaluation (the CLI prints and saves them).
+        on_step: ``on_step(loss, lr)`` is called after every optimiser step (a progress bar).
     Returns:
         a `FineTuneResult`; ``result.model`` is the fine-tuned model (best validation loss).
     """
@@ -327,6 +328,8 @@ def finetune(body, tokenizer, task: Task, config: FineTuneConfig | None = None, 
             clip_grad_norm(trainable, cfg.grad_clip)
         optimizer.step()
         running.append(loss_value)
+        if on_step is not None:
+            on_step(loss_value, optimizer.param_groups[0]["lr"])
 
         if step % cfg.eval_interval == 0 or step == cfg.steps:
             val_loss, val_pred = evaluate(model, kind, val_ids, val_y, pad_id, y_mean=y_mean, y_std=y_std)
