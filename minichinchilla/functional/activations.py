@@ -22,7 +22,7 @@ def relu_forward(x):
     """
     xp = get_array_module(x)
     check_float("x", x)
-    out = xp.maximum(x, 0.0)  # (...) fresh
+    out = xp.maximum(x, 0.0)  # (...) eq. 4.1
     return out, out
 
 
@@ -38,7 +38,7 @@ def relu_backward(dout, cache):
     """
     out = cache
     xp = get_array_module(dout, out)
-    return xp.where(out > 0, dout, 0.0)  # (...) Python 0.0 keeps dout's dtype
+    return xp.where(out > 0, dout, 0.0)  # (...) eq. 4.1; Python 0.0 keeps dout's dtype
 
 
 def gelu_forward(x):

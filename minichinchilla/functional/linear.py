@@ -36,9 +36,9 @@ def linear_forward(x, W, b=None):
     # Fold every leading dim into one row axis: a single big 2-D GEMM is far faster
     # than a batched (B, T, C) @ (C, d_out) that BLAS sees as B small ones.
     x2 = x.reshape(-1, d_in)  # (N, d_in), N = prod(leading dims)
-    out = xp.matmul(x2, W)  # (N, d_out), a fresh array: safe to update in place
+    out = xp.matmul(x2, W)  # (N, d_out) eq. 1.8
     if b is not None:
-        out += b  # (N, d_out) broadcast over rows
+        out = out + b  # (N, d_out) eq. 1.8, b broadcast over rows
     out = out.reshape(x.shape[:-1] + (d_out,))  # (..., d_out)
     return out, (x, W, b is not None)
 
@@ -60,7 +60,7 @@ def linear_backward(dout, cache):
     x2 = x.reshape(-1, d_in)  # (N, d_in)
     dout2 = dout.reshape(-1, d_out)  # (N, d_out)
     # The transposes below are views: BLAS reads them with a "transposed" flag, no copy.
-    dx = (dout2 @ W.T).reshape(x.shape)  # (..., d_in)
-    dW = x2.T @ dout2  # (d_in, d_out): the sum over rows happens inside the GEMM
-    db = dout2.sum(axis=0) if has_bias else None  # (d_out,) b is added to every row: sum over rows
+    dx = (dout2 @ W.T).reshape(x.shape)  # (..., d_in) eq. 1.9
+    dW = x2.T @ dout2  # (d_in, d_out) eq. 1.9: the sum over rows happens inside the GEMM
+    db = dout2.sum(axis=0) if has_bias else None  # (d_out,) eq. 1.9: b is added to every row, so sum over rows
     return dx, dW, db

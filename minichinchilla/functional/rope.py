@@ -76,4 +76,4 @@ def rope_backward(dout, cache):
         dx: (..., T, hs)
     """
     cos, sin = cache
-    return _rotate(dout, cos, -sin)  # (..., T, hs)
+    return _rotate(dout, cos, -sin)  # (..., T, hs) eq. 5.5
