@@ -354,3 +354,23 @@ def test_cli_end_to_end_and_errors(pretrained_run, tmp_path, capsys):
         rc = dispatch(["finetune", *argv])
         err = capsys.readouterr().err
         assert rc == 2 and "error:" in err and message in err and "Traceback" not in err, (argv, err)
+
+
+def test_cli_shows_a_progress_bar_and_the_threads(pretrained_run, tmp_path, capsys, monkeypatch):
+    """The same tqdm bar as `train` on a terminal (stderr), and the thread count in the header."""
+    import io
+    import sys
+
+    from minichinchilla.__main__ import main as dispatch
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    rc = dispatch(["finetune", "--checkpoint", str(pretrained_run), "--steps", "3", "--eval-interval", "3",
+                   "--max-len", "32", "--freeze-body", "--out", str(tmp_path / "ft"), "--threads", "1"])
+    assert rc == 0
+    assert "3/3" in terminal.getvalue() and "loss=" in terminal.getvalue()  # the bar reached the end
+    assert "threads: 1 (BLAS and kernels" in capsys.readouterr().out

@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..cli import run_command
+from ..resources import default_threads, limit_threads
 from ..runlock import locked_directory
 from .tasks import TASK_KINDS
 
@@ -56,6 +57,8 @@ def build_parser():
     p.add_argument("--force", action="store_true",
                    help="replace the results of an earlier fine-tuning run in --out")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="threads for BLAS and the fast kernels (default: as train chooses for the model)")
     p.add_argument("--quiet", action="store_true", help="print only the final table")
     return p
 
@@ -85,15 +88,19 @@ def run_cli(args, out=None) -> int:
                          seed=args.seed).validate()
     if args.augment and args.task != "classify":
         raise ValueError("--augment is implemented for --task classify only")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be a positive integer, got {args.threads}")
     model, tokenizer, _ = load_run(args.checkpoint)
+    threads = args.threads or default_threads(model.config)
     out_dir = Path(args.out) if args.out else Path(args.checkpoint) / f"finetune-{args.task}"
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {str(out_dir)!r} exists and is not a directory")
     _refuse_to_overwrite(out_dir, args.force)
     task = make_task(args.task)
-    with locked_directory(out_dir, "python -m minichinchilla finetune"):
+    with locked_directory(out_dir, "python -m minichinchilla finetune"), limit_threads(threads):
         _refuse_to_overwrite(out_dir, args.force)  # again: another run may have finished meanwhile
-        records, results, baselines = _fine_tune_and_compare(args, cfg, model, tokenizer, task, out)
+        records, results, baselines = _fine_tune_and_compare(args, cfg, model, tokenizer, task, out,
+                                                               threads)
         written = _write_outputs(out_dir, args.task, task, records, results)
     _print_test_table(args.task, task, results, baselines, out)
     print(f"wrote {', '.join(map(str, written))}", file=out)
@@ -107,7 +114,7 @@ def _refuse_to_overwrite(out_dir: Path, force: bool) -> None:
                          f"or --force to replace it")
 
 
-def _fine_tune_and_compare(args, cfg, model, tokenizer, task, out):
+def _fine_tune_and_compare(args, cfg, model, tokenizer, task, out, threads):
     """Fine-tune (and, with --compare-scratch, a random body), score the baselines; returns
     (records for finetune.jsonl, {init: FineTuneResult}, {name: baseline})."""
     from minichinchilla.progress import ProgressBar
@@ -120,6 +127,7 @@ def _fine_tune_and_compare(args, cfg, model, tokenizer, task, out):
     say = (lambda line: None) if args.quiet else (lambda line: print(line, file=out, flush=True))
     say(task.summary())
     say(task.description)
+    say(f"threads: {threads} (BLAS and kernels; --threads N to change)")
     say(f"fine-tuning ({'head only' if cfg.freeze_body else 'all weights'}, lr {cfg.lr:g}, "
         f"{cfg.steps} steps at most, pooling {cfg.pooling}"
         f"{', token dropout %.2f' % cfg.augment_p if cfg.augment else ''}):")
