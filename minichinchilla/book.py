@@ -1054,7 +1054,11 @@ def serve(out: Path, port: int = 8000, host: str = "127.0.0.1") -> None:
     import http.server
 
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
-    with http.server.ThreadingHTTPServer((host, port), handler) as httpd:
+    try:
+        httpd = http.server.ThreadingHTTPServer((host, port), handler)
+    except OSError as e:  # the port is taken, or the host is not an address of this machine
+        raise ValueError(f"--port {port} / --host {host}: cannot listen there ({e.strerror})") from None
+    with httpd:
         print(f"book: serving {out} at http://{host}:{httpd.server_address[1]}/ (Ctrl-C stops)")
         try:
             httpd.serve_forever()

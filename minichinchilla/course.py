@@ -155,10 +155,10 @@ def _run(args) -> int:
     if args.root is not None and not (args.root / "notebooks").is_dir():
         raise ValueError(f"--root {args.root}: not the course repository (no notebooks/ folder)")
     written = init(args.dir, args.root)
-    n_hidden = sum(has_solution(c) for p in chapter_notebooks(Path(args.root or default_root()))
-                   for c in json.loads(p.read_text(encoding="utf-8"))["cells"])
+    n_todo = sum(c.get("cell_type") == "code" and "raise NotImplementedError()" in _source_text(c)
+                 for p in written for c in json.loads(p.read_text(encoding="utf-8"))["cells"])
     print(f"course: wrote {len(written)} notebooks to {args.dir / 'notebooks'} "
-          f"({n_hidden} solution cells hidden). Open them with:\n"
+          f"({n_todo} cells for you to write). Open them with:\n"
           f"  jupyter lab {args.dir / 'notebooks'}")
     return 0
 

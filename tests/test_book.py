@@ -498,6 +498,24 @@ def test_bad_arguments_are_refused_before_anything_is_touched(tmp_path, capsys, 
     assert sorted(p.name for p in tmp_path.iterdir()) == siblings  # no -src, -doctrees, ...
 
 
+def test_serve_on_a_taken_port_is_one_error_line(tmp_path, capsys):
+    import socket
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<p>built</p>")
+    (site / MANIFEST).write_text('{"files": ["index.html"]}')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert book.main(["serve", "--root", str(REPO), "--out", str(site),
+                          "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --port {port}"), err
+    assert sorted(p.name for p in site.iterdir()) == [MANIFEST, "index.html"]
+
+
 def test_a_fresh_out_folder_next_to_user_files_is_fine_but_theirs_is_not(tmp_path):
     """The folders a build writes beside --out (sources, cache, MyST-NB's images) get the
     same protection as --out itself."""
