@@ -7,8 +7,9 @@
 The instructor's guide is `notebooks/assignments/README.md`.
 """
 from .checks import check
+from .nbtools import strip_solutions
 
-__all__ = ["check", "main"]
+__all__ = ["check", "main", "strip_solutions"]
 
 
 def main(argv=None) -> int:

@@ -3,7 +3,7 @@
 Every graded test cell of `notebooks/assignments/` calls one function of this module with the
 student's function (and the notebook's given forward, when there is one). Each check tests the
 STUDENT's code against finite differences (`minichinchilla.gradcheck`) or closed-form values —
-never against the package's own implementation, which the grader switches off. A failing check
+never against the package's own implementation, which the grading copy leaves out. A failing check
 raises `CheckFailure` (an AssertionError) whose message says which sub-check failed, where
 (analytic vs numeric at the worst index) and, for the usual mistakes, a hint.
 
@@ -199,8 +199,8 @@ def feedback(forward, backward, inputs, names, kwargs=None, seed=0):
 # ==============================================================================================
 
 def _package_unavailable(e):
-    if isinstance(e, RuntimeError) and "disabled during grading" in str(e):
-        return "the package's version is switched off while grading"
+    if isinstance(e, RuntimeError) and "removed from the grading copy" in str(e):
+        return "the package's version is not available while grading"
     return f"the package's version is not available here ({type(e).__name__}: {e})"
 
 

@@ -1,4 +1,5 @@
-"""``python -m minichinchilla.assignments {release,grade,list}`` — see notebooks/assignments/README.md."""
+"""``python -m minichinchilla.assignments {release,grade,list,collect}`` — see
+notebooks/assignments/README.md."""
 from __future__ import annotations
 
 import argparse
@@ -20,19 +21,43 @@ def _parser():
 
     g = sub.add_parser("grade", help="grade a folder of submissions, one sub-folder per student")
     g.add_argument("submissions", help="SUBMISSIONS_DIR/<student>/<notebook>.ipynb")
-    g.add_argument("--out", required=True, help="results: <student>.json, grades.csv, and the "
-                                                 "executed notebooks under <student>/")
+    g.add_argument("--out", required=True, help="what students may see: <student>.json and .html "
+                                                 "feedback, grades.csv (never inside SUBMISSIONS_DIR)")
+    g.add_argument("--instructor-dir", help="instructor-only: executed notebooks, suspicion report "
+                                            "(default: OUT.instructor beside OUT; never inside "
+                                            "OUT, the submissions or the repository)")
     g.add_argument("--source", help="instructor notebooks, e.g. a private copy with your own "
                                     "hidden tests (default: the repository's notebooks/assignments)")
-    g.add_argument("--cell-timeout", type=float, default=60.0, help="seconds per cell (default 60)")
-    g.add_argument("--notebook-timeout", type=float, default=300.0,
-                   help="seconds per notebook (default 300)")
-    g.add_argument("--jobs", type=int, default=1, help="notebooks graded in parallel (default 1)")
+    g.add_argument("--cell-timeout", default="60", help="whole seconds per cell (default 60)")
+    g.add_argument("--notebook-timeout", default="300",
+                   help="whole seconds per notebook (default 300)")
+    g.add_argument("--jobs", default="1", help="notebooks graded in parallel (default 1)")
+    g.add_argument("--no-sandbox", action="store_true",
+                   help="run student code WITHOUT isolation where no sandbox works (recorded in "
+                        "the report and grades.meta.json); never the default")
     g.add_argument("--student", action="append", help="grade only this student (repeatable)")
 
     ls = sub.add_parser("list", help="list the exercises, their graded cells and points")
     ls.add_argument("--source", help="instructor notebooks")
+
+    c = sub.add_parser("collect", help="(for students) package your notebooks into a zip to submit")
+    c.add_argument("folder", help="the folder holding your assignment notebooks")
+    c.add_argument("--student", required=True, help="your student id (the zip's top folder)")
+    c.add_argument("--out", help="the zip to write (default: <student>-submission.zip here)")
     return p
+
+
+def _positive_int(flag, text):
+    """A whole number of seconds (or jobs) >= 1, or GradingError naming the flag."""
+    from .grading import GradingError
+
+    try:
+        value = int(str(text), 10)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise GradingError(f"{flag} must be a whole number >= 1, got {text!r}")
+    return value
 
 
 def main(argv=None) -> int:
@@ -52,14 +77,25 @@ def _run(args) -> int:
     if args.command == "grade":
         from .grading import GradingError, grade, summary_lines
 
-        if args.jobs < 1 or args.cell_timeout <= 0 or args.notebook_timeout <= 0:
-            raise GradingError("--jobs, --cell-timeout and --notebook-timeout must be positive")
-        reports = grade(args.submissions, args.out, args.source, args.cell_timeout,
-                        args.notebook_timeout, args.jobs, args.student,
-                        log=lambda m: print(m, file=sys.stderr))
+        cell_timeout = _positive_int("--cell-timeout", args.cell_timeout)
+        notebook_timeout = _positive_int("--notebook-timeout", args.notebook_timeout)
+        jobs = _positive_int("--jobs", args.jobs)
+        reports = grade(args.submissions, args.out, args.source, cell_timeout, notebook_timeout,
+                        jobs, args.student, log=lambda m: print(m, file=sys.stderr),
+                        no_sandbox=args.no_sandbox, instructor_dir=args.instructor_dir)
+        if args.no_sandbox:
+            print("WARNING: graded with --no-sandbox: student code ran with your rights")
         for line in summary_lines(reports):
             print(line)
-        print(f"results in {args.out} (grades.csv and one JSON file per student)")
+        print(f"results in {args.out} (grades.csv, one .json and one .html per student)")
+        return 0
+    if args.command == "collect":
+        from .collect import collect
+
+        path, names = collect(args.folder, args.student, args.out)
+        for name in names:
+            print(f"added {name}")
+        print(f"wrote {path}: submit this file")
         return 0
     if args.command == "list":
         from . import nbtools

@@ -1,28 +1,40 @@
-"""Autograding: run every student's notebooks with the instructor's tests and score each graded cell.
+"""Autograding a class: every submission runs sandboxed; every score is decided outside it.
 
 For each student folder and each instructor notebook the grader
 
-1. reads the student's notebook (a missing or unreadable notebook scores 0, with a note);
-2. puts back the instructor's version of every locked cell — the graded test cells, with their
-   hidden tests, and the given code — matched by grade_id, re-inserting any the student deleted
-   (nbgrader's OverwriteCells does the same);
-3. adds a first cell that switches off the package's own implementation of every function the
-   students write (`disable.py`);
-4. executes the notebook with nbclient in a fresh ``python3`` kernel running ``sys.executable``,
-   one cell at a time, with a per-cell and a per-notebook time limit and ``allow_errors=True``;
-5. scores each graded cell: its points when it ran without error, else 0 and the error message.
+1. reads the student's notebook (a missing or unreadable notebook scores 0, with a note) and
+   puts back the instructor's version of every locked cell (given code and test cells, matched by
+   grade_id; nbgrader's OverwriteCells does the same);
+2. makes a private scratch copy of the student's folder and starts a sandboxed worker
+   (`sandbox.py`, `worker.py`) on the *grading copy* of the package (`gradingcopy.py`: the
+   package with every implementation of this notebook's exercises removed at source level); the
+   worker runs ONLY the set-up, given and solution cells;
+3. runs the instructor's test cells — visible and hidden — in the grader's own process, where the
+   student's functions are proxies (`remote.py`): arguments go to the sandbox as plain arrays, the
+   student's function runs there, its result comes back as plain arrays, and the grader's own
+   copies of the checks and of the given forwards judge it. Hidden tests' code, inputs and
+   expected values never enter the notebook a student wrote; the student's code never runs in the
+   process that writes the scores;
+4. runs the whole notebook once more, in a second fresh sandbox without hidden tests, for the
+   instructor's record of what the student saw (never used for scores);
+5. writes per-student feedback (JSON and HTML: each check's verdict, message and hint, never a
+   hidden test's code or values) and grades.csv under --out, and the executed notebooks and the
+   suspicion report to an instructor-only folder outside --out.
 
-Nothing a submission does — a syntax error, an exception, an infinite loop, a dead kernel, deleted
-or edited cells — stops the grader; it scores what ran and says why the rest did not.
+A time-out in one exercise kills that sandbox, restarts it without the cell or function that hung,
+and costs only that exercise's points ("timed out after N s").
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
+import html
+import io
 import json
 import os
+import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,19 +42,18 @@ from pathlib import Path
 
 import nbformat
 
-from . import nbtools
-from .exercises import EXERCISES, exercise_of
+from . import nbtools, suspicion
+from .exercises import EXERCISES, exercise_of, notebook_exercises, stripped_names
 
 MAX_MESSAGE = 2000
-INJECTED_SOURCE = """\
-# Added by the grader: the package's own implementations of the exercises are switched off.
-from minichinchilla.assignments.disable import disable_references as _disable_references
-_disable_references()
-del _disable_references"""
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+HIDDEN_FAILED = ("a hidden test of this cell failed (hidden tests are not shown); the visible "
+                 "checks passed, so think about the cases they do not cover: other shapes, "
+                 "dtypes, ties, ignored targets, extreme values")
 
 
 class GradingError(RuntimeError):
-    """A problem with the grader's inputs (not with a submission): the command exits non-zero."""
+    """A problem with the grader's inputs (not with a submission): the command exits 2."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,173 +121,208 @@ def merge_submission(instructor, student):
 
 
 # ----------------------------------------------------------------------------------------------
-# executing one notebook
+# grading one notebook
 # ----------------------------------------------------------------------------------------------
 
-def _kernel_manager_class():
-    """An AsyncKernelManager whose ``python3`` kernel is ipykernel on THIS interpreter."""
-    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager
-
-    class ThisPythonSpecs(KernelSpecManager):
-        def get_kernel_spec(self, kernel_name):
-            return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f",
-                                    "{connection_file}"],
-                              name="python3", display_name="Python 3 (grader)", language="python")
-
-    class ThisPythonKernelManager(AsyncKernelManager):
-        def __init__(self, **kwargs):
-            kwargs.setdefault("kernel_spec_manager", ThisPythonSpecs())
-            super().__init__(**kwargs)
-
-    return ThisPythonKernelManager
-
-
-def _kernel_env():
-    env = os.environ.copy()
-    root = str(Path(__file__).resolve().parents[2])  # the directory holding `minichinchilla/`
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.setdefault("MPLBACKEND", "Agg")
-    # one BLAS thread per kernel: the grader runs kernels side by side, and OpenBLAS's spinning
-    # threads make small problems (L-BFGS on 5 parameters) ~40x slower on a busy machine
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.setdefault(var, "1")
-    env["MINICHINCHILLA_GRADING"] = "1"
-    return env
-
-
-def execute(nb, workdir, cell_timeout=60, notebook_timeout=300):
-    """Run `nb` (in place) cell by cell. Returns (replies by cell index, notes, status).
-
-    status is "ok", "timeout" (the notebook's time ran out) or "kernel died".
-    """
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    replies, notes, status = {}, [], "ok"
-
-    def on_executed(cell, cell_index, execute_reply):
-        replies[cell_index] = execute_reply
-
-    client = NotebookClient(
-        nb, timeout=cell_timeout, kernel_name="python3", allow_errors=True,
-        interrupt_on_timeout=True, record_timing=False, shutdown_kernel="immediate",
-        error_on_timeout={"ename": "CellTimeoutError", "evalue": "timed out", "traceback": []},
-        kernel_manager_class=_kernel_manager_class(), startup_timeout=120,
-        resources={"metadata": {"path": str(workdir)}}, on_cell_executed=on_executed,
-        iopub_timeout=2,
-    )
-    deadline = time.monotonic() + notebook_timeout
-    # the kernel's own stderr holds only start-up chatter: the cells' output comes over IOPub
-    with client.setup_kernel(env=_kernel_env(), stderr=subprocess.DEVNULL):
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code" or not cell.source.strip():
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining < 1:
-                status = "timeout"
-                notes.append(f"the notebook ran out of its {notebook_timeout:g} s time limit; "
-                             f"cells from index {index} on were not run")
-                break
-            limit = max(1, int(min(cell_timeout, remaining)))
-            client.timeout = limit
-            try:
-                client.execute_cell(cell, index)
-            except DeadKernelError:
-                status = "kernel died"
-                notes.append(f"the kernel died while running cell {index} (os._exit, a crash or "
-                             "running out of memory?); the cells after it were not run")
-                break
-            except CellTimeoutError:
-                replies[index] = {"content": {"status": "error", "ename": "CellTimeoutError",
-                                              "evalue": "timed out"}}
-            reply = replies.get(index)
-            if reply and reply.get("content", {}).get("ename") == "CellTimeoutError":
-                message = (f"this cell did not finish within {limit} s (an infinite loop?) and "
-                           "was interrupted")
-                reply["content"]["evalue"] = message
-                cell.outputs.append(nbformat.v4.new_output(
-                    "error", ename="CellTimeoutError", evalue=message, traceback=[message]))
-                notes.append(f"cell {index} timed out after {limit} s")
-    return replies, notes, status
-
-
-def _cell_error(cell, reply):
-    """The error of an executed cell as 'Name: message', or None when it ran cleanly."""
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "error":
-            return f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"
-    if reply is not None and reply.get("content", {}).get("status") == "error":
-        c = reply["content"]
-        return f"{c.get('ename', 'Error')}: {c.get('evalue', '')}"
-    return None
-
-
 def _clip(message):
+    message = ANSI.sub("", message or "")
     return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + " […]"
 
 
-def grade_notebook(instructor, student_path, workdir, cell_timeout=60, notebook_timeout=300):
-    """Grade one student's copy of one instructor notebook.
+def _split_hint(message):
+    """(message, hint): the checks put a recognised mistake's explanation on a 'hint:' line."""
+    lines = message.split("\n")
+    hints = [l.split("hint:", 1)[1].strip() for l in lines if l.strip().startswith("hint:")]
+    rest = "\n".join(l for l in lines if not l.strip().startswith("hint:"))
+    return rest.strip(), (" ".join(hints) or None)
 
-    Returns a dict: status, seconds, notes, cells {grade_id: {points, max, passed, message}},
-    solution_errors {grade_id: message} and the executed notebook (as JSON text, or None).
+
+def _startup_cells(nb):
+    """(label, source) of the cells the scoring worker runs: set-up, given and solution cells."""
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        gid = nbtools.grade_id(cell) or ""
+        if cell.cell_type != "code":
+            continue
+        if gid.endswith("_setup") or gid.endswith("_given") or nbtools.is_solution(cell):
+            cells.append((gid, cell.source))
+    return cells
+
+
+class _TrustedNotebook:
+    """The instructor's set-up and given cells, run in the grader's process (cached per notebook)."""
+
+    _cache = {}
+
+    @classmethod
+    def namespace(cls, name, instructor):
+        key = (name, nbformat.writes(instructor))
+        if key not in cls._cache:
+            ns = {"__name__": "__grader__"}
+            for label, source in _startup_cells(instructor):
+                cell = next(c for c in instructor.cells if nbtools.grade_id(c) == label)
+                if nbtools.is_solution(cell):
+                    continue
+                with contextlib.redirect_stdout(io.StringIO()):
+                    try:
+                        exec(compile(source, f"<{label}>", "exec"), ns)
+                    except Exception as e:  # noqa: BLE001
+                        raise GradingError(f"the instructor's cell {label} of {name} fails in the "
+                                           f"grader: {type(e).__name__}: {e}") from None
+            cls._cache[key] = ns
+        return dict(cls._cache[key])
+
+
+def _run_graded_cell(ns, source, session, cell_timeout, deadline):
+    """Run one instructor test cell in the grader's process: (verdict, message, hint, output)."""
+    from .remote import CellTimeout, WorkerDied
+
+    out = io.StringIO()
+    start = time.monotonic()
+    session.call_deadline = min(start + cell_timeout, deadline)
+    for hidden, text in nbtools.split_hidden(source):
+        try:
+            code = compile(text, "<test>", "exec")
+        except SyntaxError:  # a region that is not a whole statement: run the cell in one piece
+            hidden, code = True, compile(source, "<test>", "exec")
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(code, ns)
+        except CellTimeout as e:
+            return "timed out", _clip(str(e) or f"timed out after {cell_timeout:g} s"), None, ""
+        except WorkerDied as e:
+            return "failed", _clip(f"your code ended the process: {e}"), None, ""
+        except Exception as e:  # noqa: BLE001 — any error fails the cell, as in nbgrader
+            message = f"{type(e).__name__}: {e}"
+            if hidden:
+                if isinstance(e, NotImplementedError):
+                    return "failed", "not written yet (NotImplementedError)", None, ""
+                return "failed", HIDDEN_FAILED, None, _visible_output(out)
+            message, hint = _split_hint(_clip(message))
+            return "failed", message, hint, _visible_output(out)
+        if code.co_filename and hidden:
+            out = io.StringIO()  # what a hidden test printed stays with the grader
+    return "passed", None, None, _visible_output(out)
+
+
+def _visible_output(out):
+    return _clip("\n".join(l for l in out.getvalue().split("\n") if "(hidden)" not in l))
+
+
+def grade_notebook(name, instructor, student_path, scratch, lib, backend, cell_timeout=60,
+                   notebook_timeout=300, private=(), record_dir=None):
+    """Grade one student's copy of instructor notebook `name`.
+
+    `scratch` is a fresh folder holding a copy of the student's folder; `lib` the grading copy.
+    Returns a dict: status, seconds, notes, cells {grade_id: {points, max, passed, verdict,
+    message, hint, output}}, solution_errors, flags, and `record` (the executed notebook as
+    text, for the instructor only, or None).
     """
-    t0 = time.monotonic()
-    graded = nbtools.graded_cells(instructor)
-    cells = {gid: {"points": 0.0, "max": pts, "passed": False, "message": None}
-             for gid, pts, _ in graded}
-    result = {"status": None, "seconds": 0.0, "notes": [], "cells": cells, "solution_errors": {},
-              "notebook": None}
+    from .remote import WorkerDied, WorkerSession
 
-    def fail_all(status, message):
+    t0 = time.monotonic()
+    deadline = t0 + notebook_timeout
+    graded = nbtools.graded_cells(instructor)
+    cells = {gid: {"points": 0.0, "max": pts, "passed": False, "verdict": "not run",
+                   "message": None, "hint": None, "output": ""} for gid, pts, _ in graded}
+    result = {"status": None, "seconds": 0.0, "notes": [], "cells": cells, "solution_errors": {},
+              "flags": [], "record": None}
+
+    def finish(status, message=None):
         result["status"] = status
-        result["notes"].append(message)
-        for c in cells.values():
-            c["message"] = message
+        if message:
+            result["notes"].append(message)
+            for c in cells.values():
+                if c["verdict"] == "not run":
+                    c["message"] = c["message"] or message
         result["seconds"] = round(time.monotonic() - t0, 2)
         return result
 
     if student_path is None:
-        return fail_all("missing", "notebook not submitted")
+        return finish("missing", "notebook not submitted")
     try:
         student = nbtools.read(student_path)
-    except Exception as e:  # invalid JSON, not a notebook, unreadable bytes
-        return fail_all("unreadable", f"the notebook could not be read ({type(e).__name__}: "
-                                      f"{str(e)[:300]})")
+    except Exception as e:  # noqa: BLE001 — invalid JSON, not a notebook, unreadable bytes
+        return finish("unreadable", f"the notebook could not be read ({type(e).__name__}: "
+                                    f"{str(e)[:300]})")
     nb, notes = merge_submission(instructor, student)
     result["notes"].extend(notes)
-    nb.cells.insert(0, nbformat.v4.new_code_cell(INJECTED_SOURCE,
-                                                 metadata={"minichinchilla": {"injected": True}}))
-    replies, notes, status = execute(nb, workdir, cell_timeout, notebook_timeout)
-    result["notes"].extend(notes)
-    result["status"] = status
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and not nbtools.is_locked(cell):
+            result["flags"] += suspicion.flags(cell.source, nbtools.grade_id(cell) or f"cell {i}")
 
-    by_gid = {}
-    for index, cell in enumerate(nb.cells):
-        gid = nbtools.grade_id(cell)
-        if gid and gid not in by_gid:
-            by_gid[gid] = (index, cell)
-    for gid, c in cells.items():
-        index, cell = by_gid[gid]  # merge_submission guarantees every graded cell is present
-        if index not in replies:
-            c["message"] = "not run: " + ("the notebook ran out of time before this cell"
-                                          if status == "timeout" else
-                                          f"the kernel died before this cell ({status})")
+    ns = _TrustedNotebook.namespace(name, instructor)
+    session = WorkerSession(lib, scratch, backend, _startup_cells(nb), cell_timeout, deadline,
+                            private=private, log_path=str(Path(scratch).parent / "worker.stderr"))
+    for e in notebook_exercises(name):
+        for fn in e.writes:
+            ns[fn] = session.proxy(fn)
+    status = "ok"
+    try:
+        try:
+            session.ensure()
+        except WorkerDied as e:
+            return finish("grader error", f"the sandbox did not start: {e}")
+        for gid, _, cell in graded:
+            c = cells[gid]
+            if time.monotonic() >= deadline:
+                status = "timeout"
+                c["message"] = (f"not run: the notebook ran out of its {notebook_timeout:g} s "
+                                "time limit before this cell")
+                continue
+            verdict, message, hint, output = _run_graded_cell(ns, cell.source, session,
+                                                              cell_timeout, deadline)
+            c.update(verdict=verdict, message=message, hint=hint, output=output)
+            if verdict == "passed":
+                c["points"], c["passed"] = c["max"], True
+    finally:
+        session.close()
+    solutions = {nbtools.grade_id(c) for c in nb.cells if nbtools.is_solution(c)}
+    for label, r in session.cell_results.items():
+        if r["error"] and label in solutions:
+            result["solution_errors"][label] = _clip(r["error"])
+        if r["timed_out"]:
+            result["notes"].append(f"the cell {label} timed out and was left out of the rest of "
+                                   "the grading")
+    result["notes"] += [f"{fn} timed out after {s:g} s" for fn, s in session.timed_out.items()]
+    if record_dir is not None and time.monotonic() < deadline:
+        result["record"] = _record_run(nb, scratch, lib, backend, cell_timeout,
+                                       min(deadline, time.monotonic() + notebook_timeout), private)
+    return finish(status)
+
+
+def _record_run(nb, scratch, lib, backend, cell_timeout, deadline, private):
+    """The notebook as the student wrote it, hidden tests left out, run in a fresh sandbox: the
+    instructor's record (outputs and errors per cell). Never used for a score."""
+    from .remote import WorkerDied, WorkerSession
+
+    record = copy.deepcopy(nb)
+    cells = []
+    for i, cell in enumerate(record.cells):
+        if cell.cell_type != "code":
             continue
-        error = _cell_error(cell, replies[index])
-        if error is None:
-            c["points"], c["passed"] = c["max"], True
-        else:
-            c["message"] = _clip(error)
-    for gid, (index, cell) in by_gid.items():
-        if nbtools.is_solution(cell) and index in replies:
-            error = _cell_error(cell, replies[index])
-            if error:
-                result["solution_errors"][gid] = _clip(error)
-    result["notebook"] = nbformat.writes(nb)
-    result["seconds"] = round(time.monotonic() - t0, 2)
-    return result
+        if nbtools.is_grade(cell):  # scored by the grader, outside the notebook: see the feedback
+            nbtools.clear_hidden_tests(cell)
+            continue
+        cells.append((f"cell-{i}", cell.source))
+    session = WorkerSession(lib, scratch, backend, cells, cell_timeout, deadline, private=private)
+    try:
+        session.ensure()
+    except WorkerDied as e:
+        record.metadata["minichinchilla"] = {"record_error": str(e)}
+    finally:
+        session.close()
+    for i, cell in enumerate(record.cells):
+        r = session.cell_results.get(f"cell-{i}")
+        if cell.cell_type != "code" or r is None:
+            continue
+        if r["stdout"]:
+            cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text=r["stdout"]))
+        if r["error"]:
+            ename, _, evalue = r["error"].partition(": ")
+            cell.outputs.append(nbformat.v4.new_output("error", ename=ename, evalue=evalue,
+                                                       traceback=[r["error"]]))
+    return nbformat.writes(record)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,36 +366,57 @@ def _find_submission(folder, name):
     return None, None
 
 
+def _find_submission(folder, name):
+    """The student's copy of notebook `name`: the same file name, else a unique file starting with
+    the same assignment tag (``A1-``), e.g. a browser's ``A1-backprop-basics (1).ipynb``."""
+    exact = folder / name
+    if exact.is_file():
+        return exact, None
+    tag = name.split("-", 1)[0] + "-"
+    candidates = sorted(p for p in folder.glob("*.ipynb") if p.name.startswith(tag))
+    if len(candidates) == 1:
+        return candidates[0], f"graded {candidates[0].name} as {name}"
+    return None, None
+
+
+def _copy_submission(folder, dest):
+    """The student's private scratch: a copy of their folder (links copied as links, never
+    followed; a folder named like the package would shadow the grading copy, so it stays out)."""
+    try:
+        shutil.copytree(folder, dest, symlinks=True, ignore=shutil.ignore_patterns(
+            "minichinchilla", "minichinchilla.py", ".ipynb_checkpoints", "__pycache__"))
+    except Exception:  # noqa: BLE001 — an unreadable file must not stop the grading
+        dest.mkdir(parents=True, exist_ok=True)
+
+
 def _grade_task(args):
     """Worker: grade one (student, notebook) pair in a scratch copy of the student's folder."""
-    student, folder, nb_name, instructor_json, cell_timeout, notebook_timeout = args
+    (student, folder, nb_name, instructor_json, lib, backend, cell_timeout, notebook_timeout,
+     private, tmp_root) = args
     instructor = nbformat.reads(instructor_json, as_version=4)
     path, note = _find_submission(Path(folder), nb_name)
-    with tempfile.TemporaryDirectory(prefix="mc-grade-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mc-scratch-", dir=tmp_root) as tmp:
         work = Path(tmp) / "work"
+        _copy_submission(folder, work)
+        copied = work / path.relative_to(folder) if path is not None else None
         try:
-            # a folder named like the package would shadow it on the kernel's sys.path
-            shutil.copytree(folder, work, symlinks=True, ignore=shutil.ignore_patterns(
-                "minichinchilla", "minichinchilla.py", ".ipynb_checkpoints", "__pycache__"))
-        except Exception:
-            work.mkdir(parents=True, exist_ok=True)
-        copied = work / path.name if path is not None else None
-        try:
-            res = grade_notebook(instructor, copied, work, cell_timeout, notebook_timeout)
-        except Exception as e:  # a grader bug must not lose the class's other results
+            res = grade_notebook(nb_name, instructor, copied, work, lib, backend, cell_timeout,
+                                 notebook_timeout, private, record_dir=True)
+        except Exception as e:  # noqa: BLE001 — a grader bug must not lose the class's results
             res = {"status": "grader error", "seconds": 0.0, "cells": {
-                gid: {"points": 0.0, "max": pts, "passed": False,
-                      "message": f"grader error: {type(e).__name__}: {e}"}
+                gid: {"points": 0.0, "max": pts, "passed": False, "verdict": "not run",
+                      "message": f"grader error: {type(e).__name__}: {e}", "hint": None,
+                      "output": ""}
                 for gid, pts, _ in nbtools.graded_cells(instructor)},
                 "notes": [f"grader error: {type(e).__name__}: {e}"], "solution_errors": {},
-                "notebook": None}
+                "flags": [], "record": None}
     if note:
         res["notes"].insert(0, note)
     return student, nb_name, res
 
 
 def _exercise_report(nb_results):
-    """Per-exercise totals, failures and notes from the per-notebook results of one student."""
+    """Per-exercise points, checks and notes from the per-notebook results of one student."""
     exercises = {}
     for nb_name, res in nb_results.items():
         for gid, c in res["cells"].items():
@@ -357,36 +424,78 @@ def _exercise_report(nb_results):
             key = ex.key if ex else gid
             e = exercises.setdefault(key, {
                 "title": ex.title if ex else gid, "notebook": nb_name, "points": 0.0, "max": 0.0,
-                "cells": {}, "failures": [], "notes": []})
+                "checks": {}, "notes": []})
             e["points"] += c["points"]
             e["max"] += c["max"]
-            e["cells"][gid] = c
-            if not c["passed"]:
-                e["failures"].append({"grade_id": gid, "message": c["message"]})
+            e["checks"][gid] = {k: c[k] for k in ("points", "max", "verdict", "message", "hint",
+                                                  "output")}
         for gid, err in res.get("solution_errors", {}).items():
             ex = exercise_of(gid)
             if ex and ex.key in exercises:
-                exercises[ex.key]["notes"].append(f"your solution cell {gid!r} raised {err}")
-    for key, e in exercises.items():
-        if any("disabled during grading" in (f["message"] or "") for f in e["failures"]):
-            e["notes"].append(
-                "this exercise calls the package's own implementation, which is switched off while "
-                "grading, so the checks that reached it score 0: write the function yourself")
-        if any((f["message"] or "").startswith("not run") for f in e["failures"]):
-            e["notes"].append("some checks did not run (see the notebook's notes)")
+                exercises[ex.key]["notes"].append(f"your cell {gid!r} raised {err}")
+    for e in exercises.values():
+        messages = " ".join(c["message"] or "" for c in e["checks"].values())
+        if "removed from the grading copy" in messages:
+            e["notes"].append("this exercise calls the package's own implementation, which is not "
+                              "available while grading: write the function yourself")
+        if "is not defined" in messages:
+            e["notes"].append("the grader runs only the set-up, given and solution cells "
+                              "(# YOUR CODE HERE): put every helper your answer needs in one of them")
     order = {ex.key: i for i, ex in enumerate(EXERCISES)}
     return dict(sorted(exercises.items(), key=lambda kv: order.get(kv[0], len(order))))
 
 
+def _inside(path, parent):
+    path, parent = Path(os.path.realpath(path)), Path(os.path.realpath(parent))
+    return path == parent or parent in path.parents
+
+
+def repository_root():
+    return Path(__file__).resolve().parents[2]
+
+
+def check_locations(submissions, out, instructor_dir):
+    """Refuse result folders that would touch the submissions, or put instructor-only files where
+    students get their feedback. Raises GradingError (exit 2) before anything is written."""
+    if _inside(out, submissions):
+        raise GradingError(f"--out {out} is inside (or is) the submissions folder {submissions}: "
+                           "results and feedback must never be written among the submissions")
+    if _inside(submissions, out):
+        raise GradingError(f"--out {out} contains the submissions folder {submissions}; choose a "
+                           "folder of its own")
+    if _inside(instructor_dir, submissions):
+        raise GradingError(f"--instructor-dir {instructor_dir} is inside the submissions folder")
+    if _inside(instructor_dir, out) or _inside(out, instructor_dir):
+        raise GradingError(f"--instructor-dir {instructor_dir} and --out {out} overlap: the "
+                           "instructor's folder holds what students must not see")
+    if _inside(instructor_dir, repository_root()):
+        raise GradingError(f"--instructor-dir {instructor_dir} is inside the repository "
+                           f"{repository_root()}: choose a folder outside it")
+
+
+def default_instructor_dir(out):
+    out = Path(os.path.realpath(out))
+    return out.parent / (out.name + ".instructor")
+
+
 def grade(submissions, out, source=None, cell_timeout=60, notebook_timeout=300, jobs=1,
-          students=None, log=print):
-    """Grade every student folder of `submissions`; write `out/<student>.json`, `out/grades.csv`
-    and the executed notebooks under `out/<student>/`. Returns {student: report dict}."""
+          students=None, log=print, no_sandbox=False, instructor_dir=None):
+    """Grade every student folder of `submissions`; write `out/<student>.json` and `.html`,
+    `out/grades.csv` (+ `grades.meta.json`), and the executed notebooks and the suspicion report
+    to `instructor_dir` (default: ``<out>.instructor`` beside `out`). Returns {student: report}.
+    """
+    from . import sandbox
+    from .gradingcopy import make_grading_copy, package_dir
+
     submissions = Path(submissions)
     if not submissions.is_dir():
         raise GradingError(f"submissions directory {submissions} does not exist (expected one "
                            "sub-folder per student holding that student's notebooks)")
-    instructor = load_instructor(source or default_source())
+    out = Path(out)
+    instructor_dir = Path(instructor_dir) if instructor_dir else default_instructor_dir(out)
+    check_locations(submissions, out, instructor_dir)
+    source = Path(source or default_source())
+    instructor = load_instructor(source)
     folders = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
     if students:
         wanted = set(students)
@@ -396,58 +505,143 @@ def grade(submissions, out, source=None, cell_timeout=60, notebook_timeout=300, 
         folders = [p for p in folders if p.name in wanted]
     if not folders:
         raise GradingError(f"{submissions} holds no student folders (one sub-folder per student)")
-    out = Path(out)
+    if no_sandbox:
+        backend = "none"
+    else:
+        backend = sandbox.available_backend()
+        if backend is None:
+            raise GradingError("no sandbox works on this machine (install bubblewrap: apt-get install "
+                               "bubblewrap; or run as root with util-linux unshare). Student code "
+                               "would run with your rights: pass --no-sandbox to accept that")
+    sandbox_text = sandbox.describe(backend)
+    log(f"sandbox: {sandbox_text}")
+
     out.mkdir(parents=True, exist_ok=True)
+    instructor_dir.mkdir(parents=True, exist_ok=True)
+    private = [str(submissions), str(out), str(instructor_dir), str(source), str(repository_root()),
+               str(package_dir())]
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="mc-grading-") as tmp_root:
+        os.chmod(tmp_root, 0o711)  # students' uids reach their scratch, but cannot list others
+        libs = {}
+        for name in instructor:
+            libs[name] = str(make_grading_copy(Path(tmp_root) / f"lib-{name.split('-', 1)[0]}",
+                                               stripped_names(name)))
+        tasks = [(f.name, str(f), name, nbformat.writes(nb), libs[name], backend, cell_timeout,
+                  notebook_timeout, private, tmp_root)
+                 for f in folders for name, nb in instructor.items()]
+        results = {f.name: {} for f in folders}
+        if jobs > 1 and len(tasks) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-    tasks = [(f.name, str(f), name, nbformat.writes(nb), cell_timeout, notebook_timeout)
-             for f in folders for name, nb in instructor.items()]
-    results = {f.name: {} for f in folders}
-    if jobs > 1 and len(tasks) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=jobs,
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            for student, nb_name, res in pool.map(_grade_task, tasks):
+            with ProcessPoolExecutor(max_workers=jobs,
+                                     mp_context=multiprocessing.get_context("spawn")) as pool:
+                for student, nb_name, res in pool.map(_grade_task, tasks):
+                    results[student][nb_name] = res
+                    log(f"graded {student}/{nb_name}: {res['status']} in {res['seconds']:.1f} s")
+        else:
+            for task in tasks:
+                student, nb_name, res = _grade_task(task)
                 results[student][nb_name] = res
                 log(f"graded {student}/{nb_name}: {res['status']} in {res['seconds']:.1f} s")
-    else:
-        for task in tasks:
-            student, nb_name, res = _grade_task(task)
-            results[student][nb_name] = res
-            log(f"graded {student}/{nb_name}: {res['status']} in {res['seconds']:.1f} s")
 
     grade_ids = [gid for nb in instructor.values() for gid, _, _ in nbtools.graded_cells(nb)]
-    reports = {}
+    reports, flagged = {}, {}
     for student, nb_results in results.items():
         exercises = _exercise_report(nb_results)
-        total = sum(e["points"] for e in exercises.values())
-        max_total = sum(e["max"] for e in exercises.values())
         report = {
-            "student": student, "total": total, "max_total": max_total, "exercises": exercises,
+            "student": student,
+            "total": sum(e["points"] for e in exercises.values()),
+            "max_total": sum(e["max"] for e in exercises.values()),
+            "exercises": exercises,
             "notebooks": {name: {"status": r["status"], "seconds": r["seconds"], "notes": r["notes"]}
                           for name, r in nb_results.items()},
         }
         reports[student] = report
-        (out / f"{student}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
-                                             encoding="utf-8")
-        feedback_dir = out / student
-        feedback_dir.mkdir(exist_ok=True)
+        _write_text(out / f"{student}.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        _write_text(out / f"{student}.html", feedback_html(report))
+        record_dir = instructor_dir / student
         for name, r in nb_results.items():
-            if r.get("notebook"):
-                (feedback_dir / name).write_text(r["notebook"], encoding="utf-8")
+            if r.get("record"):
+                record_dir.mkdir(parents=True, exist_ok=True)
+                _write_text(record_dir / name, r["record"])
+            if r.get("flags"):
+                flagged.setdefault(student, {})[name] = r["flags"]
     with open(out / "grades.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["student", *grade_ids, "total"])
         for student, report in reports.items():
-            cells = {gid: c for e in report["exercises"].values() for gid, c in e["cells"].items()}
+            cells = {gid: c for e in report["exercises"].values() for gid, c in e["checks"].items()}
             w.writerow([student, *(_fmt(cells[g]["points"]) if g in cells else "" for g in grade_ids),
                         _fmt(report["total"])])
+    meta = {"sandbox": sandbox_text, "sandboxed": backend != "none", "backend": backend,
+            "cell_timeout": cell_timeout, "notebook_timeout": notebook_timeout, "jobs": jobs,
+            "students": len(reports), "seconds": round(time.time() - started, 1),
+            "source": str(source), "instructor_dir": str(instructor_dir)}
+    _write_text(out / "grades.meta.json", json.dumps(meta, indent=2) + "\n")
+    _write_text(instructor_dir / "suspicion.json", json.dumps(flagged, indent=2) + "\n")
+    _write_text(instructor_dir / "report.md", instructor_report(reports, flagged, meta))
     return reports
+
+
+def _write_text(path, text):
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o644)
 
 
 def _fmt(x):
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def instructor_report(reports, flagged, meta):
+    lines = ["# Grading report (instructor only)", "",
+             f"- sandbox: {meta['sandbox']}" + ("" if meta["sandboxed"] else "  **NOT SANDBOXED**"),
+             f"- students: {meta['students']}; {meta['seconds']} s with --jobs {meta['jobs']}",
+             "", "## Totals", ""]
+    lines += [f"- {line}" for line in summary_lines(reports)]
+    lines += ["", "## Code worth a look (flagged, not penalised)", ""]
+    if not flagged:
+        lines.append("nothing flagged")
+    for student, by_nb in flagged.items():
+        for nb_name, items in by_nb.items():
+            for f in items:
+                lines.append(f"- {student} / {nb_name} / {f['where']} line {f['line']}: "
+                             f"{f['what']}: `{f['text']}`")
+    return "\n".join(lines) + "\n"
+
+
+def feedback_html(report):
+    """The student's feedback page: per exercise, each check's verdict, message and hint."""
+    esc = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
+             f"<title>Feedback: {esc(report['student'])}</title>",
+             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+             ".passed{color:#176f2c}.failed,.timed{color:#a11}pre{white-space:pre-wrap;"
+             "background:#f5f5f5;padding:.5em}</style></head><body>",
+             f"<h1>Feedback for {esc(report['student'])}</h1>",
+             f"<p><b>Total: {_fmt(report['total'])} / {_fmt(report['max_total'])}</b></p>"]
+    for key, e in report["exercises"].items():
+        parts.append(f"<h2>{esc(key)} · {esc(e['title'])} — {_fmt(e['points'])} / {_fmt(e['max'])}"
+                     "</h2><ul>")
+        for gid, c in e["checks"].items():
+            cls = {"passed": "passed", "timed out": "timed"}.get(c["verdict"], "failed")
+            parts.append(f"<li><span class='{cls}'>{esc(c['verdict'])}</span> <code>{esc(gid)}</code>"
+                         f" ({_fmt(c['points'])}/{_fmt(c['max'])})")
+            if c.get("message"):
+                parts.append(f"<pre>{esc(c['message'])}</pre>")
+            if c.get("hint"):
+                parts.append(f"<p><i>hint:</i> {esc(c['hint'])}</p>")
+            parts.append("</li>")
+        parts.append("</ul>")
+        for note in e["notes"]:
+            parts.append(f"<p>{esc(note)}</p>")
+    for name, nbinfo in report["notebooks"].items():
+        if nbinfo["notes"]:
+            parts.append(f"<h3>{esc(name)}</h3><ul>" + "".join(f"<li>{esc(n)}</li>"
+                                                              for n in nbinfo["notes"]) + "</ul>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
 
 
 def summary_lines(reports):
@@ -461,4 +655,4 @@ def summary_lines(reports):
     return lines
 
 
-__all__ = ["GradingError", "grade", "grade_notebook", "merge_submission", "execute"]
+__all__ = ["GradingError", "grade", "grade_notebook", "merge_submission", "check_locations"]

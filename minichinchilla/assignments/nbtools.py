@@ -170,3 +170,43 @@ def read(path):
 
 def write(nb, path):
     nbformat.write(nb, str(path))
+
+
+def split_hidden(source):
+    """The source of a graded cell as [(hidden, text), ...] in order: the visible parts and the
+    ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` regions (markers dropped)."""
+    parts, current, hidden = [], [], False
+    for line in source.split("\n"):
+        if BEGIN_HIDDEN in line or END_HIDDEN in line:
+            if current:
+                parts.append((hidden, "\n".join(current)))
+            current, hidden = [], BEGIN_HIDDEN in line
+            continue
+        current.append(line)
+    if current:
+        parts.append((hidden, "\n".join(current)))
+    return [(h, text) for h, text in parts if text.strip()]
+
+
+def strip_solutions(nb, *, require_metadata=False, clear_output=True):
+    """A copy of `nb` with every ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region replaced by
+    ``# YOUR CODE HERE`` / ``raise NotImplementedError()`` (``YOUR ANSWER HERE`` in Markdown).
+
+    The student copy of ANY notebook (chapter notebooks included, which carry no nbgrader
+    metadata): with ``require_metadata=False`` a region may lie in any cell. Hidden-test regions
+    are removed too and, with `clear_output`, outputs are cleared. `nb` is not modified.
+    """
+    out = copy.deepcopy(nb)
+    for i, cell in enumerate(out.cells):
+        where = f"cell {i}"
+        if require_metadata:
+            clear_solutions(cell, where)
+            clear_hidden_tests(cell, where)
+        else:
+            stub = CODE_STUB if cell.cell_type == "code" else TEXT_STUB
+            cell.source, _ = _replace_region(cell.source, BEGIN_SOLUTION, END_SOLUTION,
+                                             stub.split("\n"), where)
+            cell.source, _ = _replace_region(cell.source, BEGIN_HIDDEN, END_HIDDEN, [], where)
+        if clear_output:
+            clear_outputs(cell)
+    return out
