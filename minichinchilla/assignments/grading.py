@@ -174,39 +174,44 @@ class _TrustedNotebook:
 
 
 def _run_graded_cell(ns, source, session, cell_timeout, deadline):
-    """Run one instructor test cell in the grader's process: (verdict, message, hint, output)."""
+    """Run one instructor test cell in the grader's process: (verdict, message, hint, output).
+
+    The cell runs region by region (`nbtools.split_hidden`), so a failure is known to be a visible
+    check's (message and hint shown) or a hidden test's (only "a hidden test failed"); what hidden
+    tests print is dropped."""
     from .remote import CellTimeout, WorkerDied
 
-    out = io.StringIO()
-    start = time.monotonic()
-    session.call_deadline = min(start + cell_timeout, deadline)
-    for hidden, text in nbtools.split_hidden(source):
-        try:
-            code = compile(text, "<test>", "exec")
-        except SyntaxError:  # a region that is not a whole statement: run the cell in one piece
-            hidden, code = True, compile(source, "<test>", "exec")
+    shown = []
+    session.call_deadline = min(time.monotonic() + cell_timeout, deadline)
+    parts = nbtools.split_hidden(source)
+    try:
+        codes = [(hidden, compile(text, "<test>", "exec")) for hidden, text in parts]
+    except SyntaxError:  # a region that is not a whole statement: run the cell in one piece
+        codes = [(True, compile(source, "<test>", "exec"))]
+    for hidden, code in codes:
+        out = io.StringIO()
         try:
             with contextlib.redirect_stdout(out):
                 exec(code, ns)
         except CellTimeout as e:
             return "timed out", _clip(str(e) or f"timed out after {cell_timeout:g} s"), None, ""
         except WorkerDied as e:
-            return "failed", _clip(f"your code ended the process: {e}"), None, ""
+            return "failed", _clip(f"your code ended the process: {e}"), None, _joined(shown)
         except Exception as e:  # noqa: BLE001 — any error fails the cell, as in nbgrader
-            message = f"{type(e).__name__}: {e}"
             if hidden:
-                if isinstance(e, NotImplementedError):
-                    return "failed", "not written yet (NotImplementedError)", None, ""
-                return "failed", HIDDEN_FAILED, None, _visible_output(out)
-            message, hint = _split_hint(_clip(message))
-            return "failed", message, hint, _visible_output(out)
-        if code.co_filename and hidden:
-            out = io.StringIO()  # what a hidden test printed stays with the grader
-    return "passed", None, None, _visible_output(out)
+                if isinstance(e, NotImplementedError) or "not written yet" in str(e):
+                    return "failed", "not written yet (NotImplementedError)", None, _joined(shown)
+                return "failed", HIDDEN_FAILED, None, _joined(shown)
+            message, hint = _split_hint(_clip(f"{type(e).__name__}: {e}"))
+            shown.append(out.getvalue())
+            return "failed", message, hint, _joined(shown)
+        if not hidden:
+            shown.append(out.getvalue())
+    return "passed", None, None, _joined(shown)
 
 
-def _visible_output(out):
-    return _clip("\n".join(l for l in out.getvalue().split("\n") if "(hidden)" not in l))
+def _joined(outputs):
+    return _clip("".join(outputs).strip())
 
 
 def grade_notebook(name, instructor, student_path, scratch, lib, backend, cell_timeout=60,
@@ -305,7 +310,8 @@ def _record_run(nb, scratch, lib, backend, cell_timeout, deadline, private):
             nbtools.clear_hidden_tests(cell)
             continue
         cells.append((f"cell-{i}", cell.source))
-    session = WorkerSession(lib, scratch, backend, cells, cell_timeout, deadline, private=private)
+    session = WorkerSession(lib, scratch, backend, cells, cell_timeout, deadline, private=private,
+                            restart_on_timeout=False)  # a record stops at a cell that hangs
     try:
         session.ensure()
     except WorkerDied as e:

@@ -52,8 +52,9 @@ class WorkerSession:
     """One student's code in one sandbox, restartable. `cells` = [(label, source)] run at start."""
 
     def __init__(self, lib, work, backend, cells, cell_timeout, deadline, limits=None,
-                 private=(), log_path=None):
+                 private=(), log_path=None, restart_on_timeout=True):
         self.lib, self.work, self.backend = lib, work, backend
+        self.restart_on_timeout = restart_on_timeout
         self.cells = list(cells)
         self.cell_timeout, self.deadline = cell_timeout, deadline
         self.limits = limits or Limits()
@@ -104,6 +105,8 @@ class WorkerSession:
                     "error": f"CellTimeout: timed out after {limit:g} s", "stdout": "",
                     "timed_out": True}
                 self.close()
+                if not self.restart_on_timeout:
+                    return None
                 return self._start()
             except WorkerDied as e:
                 self.skip.add(label)

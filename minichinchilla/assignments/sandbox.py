@@ -382,9 +382,9 @@ def launch(argv, lib, work, limits, backend, private=(), env=None, stdin=subproc
         cwd = "/"
     elif backend == "none":
         cmd = list(argv)
-        popen_env = dict(os.environ, **env, PYTHONPATH=str(lib), HOME=str(work))
-        popen_env.pop("MPLCONFIGDIR", None)
-        popen_env.pop("IPYTHONDIR", None)
+        popen_env = {**os.environ, **env, "PYTHONPATH": str(lib), "HOME": str(work)}
+        for var in ("MPLCONFIGDIR", "IPYTHONDIR", "MC_WORKER_LOG"):  # /tmp paths of the sandbox
+            popen_env.pop(var, None)
         cwd = str(work)
     else:
         raise SandboxUnavailable(f"unknown sandbox backend {backend!r}")
