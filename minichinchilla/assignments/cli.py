@@ -32,6 +32,8 @@ def _parser():
     g.add_argument("--notebook-timeout", default="300",
                    help="whole seconds per notebook (default 300)")
     g.add_argument("--jobs", default="1", help="notebooks graded in parallel (default 1)")
+    g.add_argument("--sandbox", choices=("auto", "bwrap", "unshare"), default="auto",
+                   help="which sandbox: bubblewrap, else util-linux unshare as root (default auto)")
     g.add_argument("--no-sandbox", action="store_true",
                    help="run student code WITHOUT isolation where no sandbox works (recorded in "
                         "the report and grades.meta.json); never the default")
@@ -82,7 +84,8 @@ def _run(args) -> int:
         jobs = _positive_int("--jobs", args.jobs)
         reports = grade(args.submissions, args.out, args.source, cell_timeout, notebook_timeout,
                         jobs, args.student, log=lambda m: print(m, file=sys.stderr),
-                        no_sandbox=args.no_sandbox, instructor_dir=args.instructor_dir)
+                        no_sandbox=args.no_sandbox, instructor_dir=args.instructor_dir,
+                        sandbox_kind=args.sandbox)
         if args.no_sandbox:
             print("WARNING: graded with --no-sandbox: student code ran with your rights")
         for line in summary_lines(reports):

@@ -485,10 +485,11 @@ def default_instructor_dir(out):
 
 
 def grade(submissions, out, source=None, cell_timeout=60, notebook_timeout=300, jobs=1,
-          students=None, log=print, no_sandbox=False, instructor_dir=None):
+          students=None, log=print, no_sandbox=False, instructor_dir=None, sandbox_kind="auto"):
     """Grade every student folder of `submissions`; write `out/<student>.json` and `.html`,
     `out/grades.csv` (+ `grades.meta.json`), and the executed notebooks and the suspicion report
-    to `instructor_dir` (default: ``<out>.instructor`` beside `out`). Returns {student: report}.
+    to `instructor_dir` (default: ``<out>.instructor`` beside `out`). `sandbox_kind` is "auto"
+    (bubblewrap, else unshare), "bwrap" or "unshare". Returns {student: report}.
     """
     from . import sandbox
     from .gradingcopy import make_grading_copy, package_dir
@@ -514,7 +515,8 @@ def grade(submissions, out, source=None, cell_timeout=60, notebook_timeout=300, 
     if no_sandbox:
         backend = "none"
     else:
-        backend = sandbox.available_backend()
+        backend = sandbox.available_backend() if sandbox_kind == "auto" else (
+            sandbox_kind if sandbox.works(sandbox_kind) else None)
         if backend is None:
             raise GradingError("no sandbox works on this machine (install bubblewrap: apt-get install "
                                "bubblewrap; or run as root with util-linux unshare). Student code "

@@ -64,6 +64,7 @@ class WorkerSession:
         self.skip = set()  # labels of cells that hung: left out of every restart
         self.cell_results = {}  # label -> {"error", "stdout", "timed_out"}
         self.timed_out = {}  # function name -> seconds
+        self.crashed = set()  # functions whose call ended the worker
         self.call_deadline = None
         self.handles_generation = 0
 
@@ -113,6 +114,8 @@ class WorkerSession:
                 self.cell_results[label] = {"error": f"WorkerDied: {e}", "stdout": "",
                                             "timed_out": False}
                 self.close()
+                if not self.restart_on_timeout:
+                    return None
                 return self._start()
 
     def stderr_tail(self):
@@ -169,6 +172,8 @@ class WorkerSession:
 
     def call(self, name, args, kwargs):
         """Call the student's `name` with plain-data `args`; returns plain data (or raises)."""
+        if name in self.crashed:
+            raise WorkerDied(f"{name} ended the process on an earlier call; it is not called again")
         if name in self.timed_out:
             raise CellTimeout(f"{name} timed out after {self.timed_out[name]:g} s (an infinite "
                               "loop?); it is not called again")
@@ -202,6 +207,7 @@ class WorkerSession:
             raise CellTimeout(f"{name} timed out after {limit:.0f} s (an infinite loop?)") from None
         except WorkerDied:
             self.close()
+            self.crashed.add(name)
             raise
         if not reply.get("ok"):
             raise _student_exception(reply.get("etype"), reply.get("msg", ""))

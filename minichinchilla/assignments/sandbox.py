@@ -108,9 +108,15 @@ def _kill_uid(uid):
 def available_backend():
     """"bwrap" or "unshare" when a test sandbox starts here (and really isolates), else None."""
     for backend in ("bwrap", "unshare"):
-        if _probe(backend):
+        if works(backend):
             return backend
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def works(backend):
+    """True when a test sandbox of this kind starts here and really isolates."""
+    return _probe(backend)
 
 
 def describe(backend):
@@ -305,6 +311,7 @@ def bwrap_argv(argv, lib, work, private, limits, uid, env):
             "--chdir", INSIDE_WORK]
     for k, v in env.items():
         cmd += ["--setenv", k, v]
+    cmd.append("--args-end")  # `launch` passes everything before this through a pipe
     if root and uid is not None:
         cmd += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
@@ -388,8 +395,27 @@ def launch(argv, lib, work, limits, backend, private=(), env=None, stdin=subproc
         cwd = str(work)
     else:
         raise SandboxUnavailable(f"unknown sandbox backend {backend!r}")
-    proc = subprocess.Popen(cmd, stdin=stdin, stdout=stdout, stderr=stderr, env=popen_env,
-                            cwd=cwd, preexec_fn=_preexec(limits, backend), close_fds=True)
+    pass_fds = ()
+    if backend == "bwrap":
+        # the options go through a pipe (--args FD), so /proc/1/cmdline inside the sandbox does
+        # not list the host paths of the grading copy, the scratch folder or what is hidden
+        split = cmd.index("--args-end")
+        options, cmd = cmd[1:split], ["bwrap", "--args"] + cmd[split + 1:]
+        r, w = os.pipe()
+        data = b"".join(os.fsencode(a) + b"\0" for a in options)
+        if len(data) > 60000:
+            raise SandboxUnavailable("too many bubblewrap options for one pipe")
+        os.write(w, data)
+        os.close(w)
+        cmd.insert(2, str(r))
+        pass_fds = (r,)
+    try:
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=stdout, stderr=stderr, env=popen_env,
+                                cwd=cwd, preexec_fn=_preexec(limits, backend), close_fds=True,
+                                pass_fds=pass_fds)
+    finally:
+        for fd in pass_fds:
+            os.close(fd)
     return Sandboxed(proc, backend, uid)
 
 
