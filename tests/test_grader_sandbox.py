@@ -325,6 +325,10 @@ EXPECTED = {"honest": 16, "victim": 16, "blank": 0, "escape": 0, "transformer": 
 
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory):
+    from minichinchilla.assignments import sandbox
+
+    if sandbox.available_backend() is None:
+        pytest.skip("no bubblewrap/unshare sandbox starts here")
     base = tmp_path_factory.mktemp("attacks")
     p = _build_class(base)
     before = {k: _tree_hash(p[k]) for k in ("pkg", "src", "subs", "outside")}
@@ -449,3 +453,30 @@ def test_plain_unshare_sandbox_stops_the_escapes_too(tmp_path):
     assert {q: q.read_bytes() for q in p["out"].rglob("*") if q.is_file()} == snapshot
     assert not p["marker"].exists() and not p["tmpmark"].exists()
     assert _leftover_processes() == []
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "unshare"])
+def test_the_sandbox_shows_no_folder_of_the_graders(tmp_path, monkeypatch, backend):
+    """Not the working directory or a script's folder on sys.path, not the repository, not the
+    real package, not /root or /home: only the system, Python's libraries, the copy, the scratch."""
+    from minichinchilla.assignments import sandbox
+
+    if not sandbox.works(backend):
+        pytest.skip(f"{backend} sandbox unavailable here")
+    secret = tmp_path / "cwd"
+    secret.mkdir()
+    (secret / "other-class.csv").write_text("secret")
+    monkeypatch.syspath_prepend(str(secret))
+    lib, work = tmp_path / "lib", tmp_path / "work"
+    lib.mkdir()
+    work.mkdir()
+    (work / "mine.txt").write_text("mine")
+    probe = ("import os, json\n"
+             f"print(json.dumps([os.path.exists(p) for p in {[str(secret), str(ROOT), str(ROOT / 'minichinchilla'), str(tmp_path)]!r}]"
+             " + [os.path.exists('/home/student/work/mine.txt'), os.access('/usr/bin', os.W_OK),"
+             " sorted(os.listdir('/proc')) == sorted(['1', str(os.getpid())] + [p for p in os.listdir('/proc') if not p.isdigit()]) or len([p for p in os.listdir('/proc') if p.isdigit()]) <= 4]))")
+    box = sandbox.launch([sys.executable, "-c", probe], lib, work, sandbox.Limits(), backend,
+                         stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out, err = box.proc.communicate(timeout=120)
+    box.kill()
+    assert json.loads(out) == [False, False, False, False, True, False, True], err

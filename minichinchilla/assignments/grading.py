@@ -35,7 +35,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -357,19 +356,6 @@ def load_instructor(source):
             raise GradingError(f"instructor notebook {p} could not be read: {e}") from None
         notebooks[p.name] = nb
     return notebooks
-
-
-def _find_submission(folder, name):
-    """The student's copy of notebook `name`: the same file name, else a unique file starting with
-    the same assignment tag (``A1-``), e.g. a browser's ``A1-backprop-basics (1).ipynb``."""
-    exact = folder / name
-    if exact.is_file():
-        return exact, None
-    tag = name.split("-", 1)[0] + "-"
-    candidates = sorted(p for p in folder.glob("*.ipynb") if p.name.startswith(tag))
-    if len(candidates) == 1:
-        return candidates[0], f"graded {candidates[0].name} as {name}"
-    return None, None
 
 
 def _find_submission(folder, name):

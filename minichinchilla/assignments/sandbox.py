@@ -176,9 +176,11 @@ def _python_dirs():
         if not p or not os.path.isdir(p):
             continue
         p = os.path.realpath(p)
-        # the folder the real package was imported from (a repository on PYTHONPATH) stays out,
-        # unless it is an installation's site-packages (the package is then covered by tmpfs)
-        if p == real_parent and not any(_inside(p, q) for q in prefixes | set(SYSTEM_DIRS)):
+        # only library folders: the script's folder or the working directory (sys.path[0]) and
+        # the folder the real package was imported from (a repository on PYTHONPATH) stay out
+        system = any(_inside(p, q) for q in prefixes | set(SYSTEM_DIRS))
+        library = system or any(part in ("site-packages", "dist-packages") for part in Path(p).parts)
+        if not library or (p == real_parent and not system):
             continue
         dirs.add(p)
     return dirs
@@ -201,31 +203,26 @@ def _hidden_paths(real_package):
 
 
 def _readable_dirs(private):
-    """System and Python directories, minus any that holds (or is inside) a private path."""
+    """System and Python directories, minus any inside a private path, and minus any non-system
+    one that holds a private path (e.g. a repository on PYTHONPATH). A system directory holding a
+    private path (site-packages holding the installed package) stays: tmpfs covers that path."""
+    system = set(SYSTEM_DIRS) | _system_prefixes()
     keep = []
     for d in sorted(set(SYSTEM_DIRS) | _python_dirs()):
         if not os.path.isdir(d) or (d in SYSTEM_DIRS and os.path.islink(d)):
             continue  # /bin -> usr/bin and the like become symlinks in the sandbox
         real = os.path.realpath(d)
-        clash = any(_inside(real, p) or _inside(p, real) and _is_repo_like(real, p) for p in private)
         if any(_inside(real, p) for p in private):
             continue  # e.g. a venv inside the repository: the repository stays hidden
-        if clash:
+        holds_private = any(_inside(p, real) for p in private)
+        if holds_private and not any(_inside(real, s) for s in system):
             continue
         keep.append(d)
-    # drop directories already covered by a kept parent
-    out = []
+    out = []  # drop directories already covered by a kept parent
     for d in sorted(keep, key=len):
         if not any(_inside(os.path.realpath(d), os.path.realpath(o)) for o in out):
             out.append(d)
     return out
-
-
-def _is_repo_like(parent, private):
-    """A readable directory that CONTAINS a private path is fine only when it is a system one
-    (its private parts are then hidden by tmpfs); a non-system one (e.g. the repository on
-    PYTHONPATH) is left out entirely."""
-    return not any(_inside(parent, s) for s in SYSTEM_DIRS) and parent not in _system_prefixes()
 
 
 def _system_prefixes():
@@ -289,6 +286,8 @@ def bwrap_argv(argv, lib, work, private, limits, uid, env):
            "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--clearenv"]
     if not root:
         cmd += ["--unshare-user"]
+    # the private /tmp first: a Python installation under /tmp (a CI venv) is bound over it
+    cmd += ["--perms", "1777", "--size", str(limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
     readable = _readable_dirs(private)
     parents = sorted({str(a) for d in readable for a in Path(d).parents if str(a) != "/"}, key=len)
     for a in parents:  # bwrap would make these 0700: the student could not reach Python
@@ -303,7 +302,6 @@ def bwrap_argv(argv, lib, work, private, limits, uid, env):
         if any(_inside(h, d) for d in readable) and os.path.isdir(h):
             cmd += ["--tmpfs", h]  # an empty folder over what must stay hidden
     cmd += ["--dev", "/dev", "--proc", "/proc",
-            "--perms", "1777", "--size", str(limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
             "--perms", "0755", "--dir", "/home", "--perms", "0755", "--dir", INSIDE_HOME,
             "--perms", "0755", "--dir", str(Path(INSIDE_LIB).parent),
             "--ro-bind", str(lib), INSIDE_LIB,
@@ -331,7 +329,10 @@ def unshare_argv(argv, lib, work, private, limits, uid, env):
     readable = _readable_dirs(private)
     hidden = [h for h in sorted(_hidden_paths(package_dir()) | set(private))
               if os.path.isdir(h) and any(_inside(h, d) for d in readable)]
-    lines = ["set -e", "mount --make-rprivate /", f"mount -t tmpfs -o size=16m,mode=755 none {new}"]
+    lines = ["set -e", "mount --make-rprivate /", f"mount -t tmpfs -o size=16m,mode=755 none {new}",
+             # the private /tmp first: a Python installation under /tmp (a CI venv) goes over it
+             f"mkdir -p {new}/tmp",
+             f"mount -t tmpfs -o size={limits.tmp_mb}m,mode=1777 none {new}/tmp"]
     for d in readable:
         lines += [f"mkdir -p {q(new + d)}", f"mount --rbind {q(d)} {q(new + d)}",
                   f"mount -o remount,bind,ro {q(new + d)}"]
@@ -345,7 +346,6 @@ def unshare_argv(argv, lib, work, private, limits, uid, env):
               f"mount -t proc proc {new}/proc",
               *[f"touch {new}/dev/{d} && mount --bind /dev/{d} {new}/dev/{d}"
                 for d in ("null", "zero", "random", "urandom")],
-              f"mount -t tmpfs -o size={limits.tmp_mb}m,mode=1777 none {new}/tmp",
               f"mount --bind {q(str(lib))} {new}{INSIDE_LIB}",
               f"mount -o remount,bind,ro {new}{INSIDE_LIB}",
               f"mount --bind {q(str(work))} {new}{INSIDE_WORK}",
