@@ -173,12 +173,8 @@ def embedding_backward(dout, cache):
     return numerical_gradient(lambda E: embedding_forward(idx, E)[0], E0, dout.astype(float)).astype(E_dtype)
 '''
 
-PRIVATE_HELPER = '''
-from minichinchilla.functional.softmax import _softmax_backward_into
-
-def softmax_backward(dout, cache):
-    y, axis = cache
-    return _softmax_backward_into(dout, y, axis)
+TUNED_TWIN = '''
+from minichinchilla.functional.fast import softmax_backward  # the tuned kernel set's copy
 '''
 
 AUTOGRAD_ROUTE = '''
@@ -305,7 +301,7 @@ def _build_class(base):
         "reloader": _with(blank(), ex1_solution=RELOAD, ex2_solution=REIMPORT_REAL.format(pkg=str(pkg)),
                           ex5_solution=INSPECT_EXEC),
         "copier": _with(blank(), ex1_solution=COPY_PACKAGE, ex2_solution=TORCH, ex5_solution=NUMERICAL),
-        "routes": _with(blank(), ex1_solution=PRIVATE_HELPER, ex2_solution=AUTOGRAD_ROUTE,
+        "routes": _with(blank(), ex1_solution=TUNED_TWIN, ex2_solution=AUTOGRAD_ROUTE,
                         ex5_solution=COPY_CLASSMATE.format(victim=str(victim))),
         "forger": _with(blank(), ex1_solution=FORGED_FORWARD),
         "looper": _with(inst(), ex1_solution=LOOP),

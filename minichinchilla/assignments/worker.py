@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import sys
 import traceback
 
 MAX_OUTPUT = 20000  # characters of a cell's output kept for the instructor's copy
@@ -233,10 +232,7 @@ def main():
     os.dup2(devnull, 0)
     log = os.open(os.environ.get("MC_WORKER_LOG", os.devnull), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log, 1)
-    os.dup2(log, 2)
-    sys.stdin = open(os.devnull)  # noqa: SIM115
-    sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0), write_through=True)
-    sys.stderr = sys.stdout
+    os.dup2(log, 2)  # (sys.stdin/stdout/stderr keep their fds 0-2, which now point there)
     Worker(rfd, wfd).serve()
 
 
