@@ -453,6 +453,17 @@ def test_real_build(real_site):
         assert (out / p).is_file(), p
     assert book.check_site(out) == []
     assert _site_tagged_in_split(out) == []
+    # the reader's notebooks: no write-it-yourself solution on a page or in a download
+    for page in [*out.glob("notebooks/*.html"), *out.glob("_sources/notebooks/*.ipynb")]:
+        assert "BEGIN SOLUTION" not in page.read_text(errors="replace"), page
+    # every figure a chapter shows is in the site, on its page (the browser test sees it load)
+    root = Path(os.environ.get("BOOK_TEST_ROOT", REPO))
+    for chapter in sorted((root / "chapters").glob("*.md")):
+        html = (out / "chapters" / (chapter.stem + ".html")).read_text()
+        for fig in re.findall(r"!\[[^\]]*\]\((figures/[^)\s]+)\)", chapter.read_text()):
+            name = Path(fig).name
+            assert re.search(rf'<img[^>]+src="[^"]*{re.escape(name)}"', html), (chapter.name, fig)
+            assert list(out.rglob(name)), (chapter.name, fig)
 
 
 # ------------------------------------------------------------- what build and serve may touch
