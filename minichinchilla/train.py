@@ -7,8 +7,8 @@
 
 What one run does, in order:
 
-1. data: documents -> clean -> split by document -> train a tokenizer on the training split
-   (cached by corpus hash) -> two token streams, train and validation;
+1. data (`minichinchilla.data.pipeline`): documents -> clean -> split by document -> train a
+   tokenizer on the training split (cached by corpus hash) -> two token streams;
 2. model (`TransformerLM`) and AdamW with two parameter groups (no decay on norms/biases);
 3. the loop: a random batch, forward, backward, clip the global gradient norm, set the
    learning rate (linear warm-up, cosine decay to 10 % at exactly ``max_steps``, the run's
@@ -21,8 +21,14 @@ state of the generator that draws the batches, and the schedule is a function of
 only. A resumed run therefore draws the same batches with the same learning rates and its
 losses match an uninterrupted run to float32 round-off.
 
-Ctrl-C saves a checkpoint at the current step and exits with code 130 (a second Ctrl-C aborts
-at once). Bad input is one ``error: ...`` line on stderr and exit code 2.
+**A bad day loses nothing.** Ctrl-C saves a checkpoint at the current step and exits with code
+130 (a second Ctrl-C aborts at once). A loss that stops being finite ends the run before it
+reaches the log or a checkpoint, so the last checkpoint is the last good one. The run directory
+is locked (`minichinchilla.runlock`) so a second process cannot write into it. Bad input,
+including a size that would not fit in memory, is one ``error: ...`` line and exit code 2.
+
+**Threads.** BLAS and the fast kernels use `--threads` threads (default: one for a model this
+small, `minichinchilla.resources.default_threads`), shown in the terminal header.
 """
 from __future__ import annotations
 
