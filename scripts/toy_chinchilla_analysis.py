@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from minichinchilla.scaling.approaches import approach1, approach2, approach2_bootstrap
+from minichinchilla.scaling.approaches import approach1, approach2_bootstrap, isoflop_vertex
 from minichinchilla.scaling.fit import bootstrap_fit
 from minichinchilla.scaling.sweep import load_results
 
@@ -61,24 +61,28 @@ def approach2_summary(rows, n_col, n_boot):
                          for o in r.budgets])
 
 
-def lr_bias(scan_rows):
-    """At the scan budget: the IsoFLOP parabola's N_opt with every size at one rate, for each
-    scanned rate, and with every size at its best rate."""
-    budget = max(r["C_budget"] for r in scan_rows if r["C_budget"] < 1e12)
-    at = [r for r in scan_rows if np.isclose(r["C_budget"], budget)]
-    out = {"budget": budget, "fixed": {}}
+def lr_bias(scan_rows, max_n=70_000):
+    """At the scan budget, over the sizes up to `max_n` (the sweep's range there): the loss each
+    size pays at every single rate against its own best rate, and where the IsoFLOP parabola's
+    vertex falls with one rate for every size versus the best rate per size."""
+    budget = 2e11
+    at = [r for r in scan_rows if np.isclose(r["C_budget"], budget) and r["N"] <= max_n]
+    sizes = sorted({r["N"] for r in at})
+    best = {n: min((r for r in at if r["N"] == n), key=lambda r: r["loss"]) for n in sizes}
+
+    def vertex(pts):
+        _, n_opt, loss_opt, inside = isoflop_vertex([r["N"] for r in pts], [r["loss"] for r in pts])
+        return dict(N_opt=n_opt, loss_opt=loss_opt, inside=inside)
+
+    out = {"budget": budget, "sizes": sizes, "fixed": {},
+           "per_size": dict(vertex(list(best.values())),
+                            best_lr=[best[n]["lr"] for n in sizes],
+                            best_loss=[best[n]["loss"] for n in sizes])}
     for lr in sorted({r["lr"] for r in at}):
-        pts = [r for r in at if r["lr"] == lr]
-        if len({r["N"] for r in pts}) >= 3:
-            res = approach2(pts, inside_only=False)
-            out["fixed"][str(lr)] = dict(N_opt=float(res.N_opt[0]), loss_opt=float(res.loss_opt[0]))
-    best = {}
-    for r in at:
-        if r["N"] not in best or r["loss"] < best[r["N"]]["loss"]:
-            best[r["N"]] = r
-    res = approach2(list(best.values()), inside_only=False)
-    out["per_size"] = dict(N_opt=float(res.N_opt[0]), loss_opt=float(res.loss_opt[0]),
-                           best_lr={str(int(n)): r["lr"] for n, r in sorted(best.items())})
+        pts = {r["N"]: r for r in at if r["lr"] == lr}
+        if len(pts) == len(sizes):
+            out["fixed"][str(lr)] = dict(vertex(list(pts.values())),
+                                         penalty=[pts[n]["loss"] - best[n]["loss"] for n in sizes])
     return out
 
 

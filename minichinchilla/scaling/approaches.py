@@ -35,7 +35,7 @@ import numpy as np
 from .fit import bootstrap_fit, fit_parametric
 from .parametric import ChinchillaFit
 
-__all__ = ["approach1", "approach2", "approach2_bootstrap", "seed_means", "approach3", "Approach1Result", "Approach2Result",
+__all__ = ["approach1", "approach2", "approach2_bootstrap", "isoflop_vertex", "seed_means", "approach3", "Approach1Result", "Approach2Result",
            "Approach3Result", "BudgetOptimum", "plot_approach1", "plot_approach2", "plot_approach3",
            "load_results", "save_results", "as_columns", "power_law_fit",
            "simulate_curves_table", "simulate_isoflop_table"]
@@ -298,6 +298,18 @@ def _group_budgets(C, rtol):
     return groups
 
 
+def isoflop_vertex(N, loss):
+    """One IsoFLOP profile: the parabola loss ≈ p(ln N) (least squares), its vertex N_opt and
+    loss there, and whether the vertex lies inside the sampled sizes. Returns (p, N_opt,
+    loss_opt, inside); N_opt and loss_opt are NaN when the parabola does not open upwards."""
+    x = np.log(np.asarray(N, dtype=np.float64))  # (k,)
+    p = np.polyfit(x, np.asarray(loss, dtype=np.float64), 2)  # loss ≈ p0·x² + p1·x + p2
+    if p[0] <= 0:
+        return p, float("nan"), float("nan"), False
+    xs = -p[1] / (2 * p[0])  # vertex of the parabola
+    return p, float(np.exp(xs)), float(np.polyval(p, xs)), bool(x.min() <= xs <= x.max())
+
+
 def approach2(table, n_col="N", budget_rtol=0.1, inside_only=True, budget_col=None):
     """Approach 2 (chapters/10-scaling-laws.md, eq. 10.6): a parabola per IsoFLOP profile.
 
@@ -323,17 +335,14 @@ def approach2(table, n_col="N", budget_rtol=0.1, inside_only=True, budget_col=No
         idx = idx[np.isfinite(L[idx])]
         if len(np.unique(N[idx])) < 3:
             continue  # a parabola needs three sizes
-        x = np.log(N[idx])  # (k,)
-        p = np.polyfit(x, L[idx], 2)  # loss ≈ p0·x² + p1·x + p2
+        p, nv, lv, ins = isoflop_vertex(N[idx], L[idx])
         budgets.append(float(np.exp(np.mean(np.log(C[idx])))))
         points.append((N[idx], L[idx]))
         parabolas.append(p)
-        ok = p[0] > 0
-        curved.append(bool(ok))
-        xs = -p[1] / (2 * p[0]) if ok else np.nan  # vertex of the parabola
-        n_opt.append(float(np.exp(xs)) if ok else np.nan)
-        l_opt.append(float(np.polyval(p, xs)) if ok else np.nan)
-        inside.append(bool(ok and x.min() <= xs <= x.max()))
+        curved.append(bool(p[0] > 0))
+        n_opt.append(nv)
+        l_opt.append(lv)
+        inside.append(ins)
     if not budgets:
         raise ValueError(f"{who}: no budget has runs of 3 or more distinct sizes")
     budgets, n_opt, l_opt = np.array(budgets), np.array(n_opt), np.array(l_opt)
