@@ -493,7 +493,7 @@ def build_parser():
                    help="no progress bar and no per-evaluation lines (the summary and sample still print)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="threads for BLAS and the fast kernels (default: 1 for models with d_model "
-                        f"<= {SMALL_MODEL_D_MODEL}, which measured fastest, else every core)")
+                        f"<= {SMALL_MODEL_D_MODEL}, else every core)")
     add_config_arguments(p)
     return p
 
