@@ -10,11 +10,6 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "minichinchilla"
 PACKAGE = PACKAGE_DIR.name
 
-# Known monkeypatching still on main while other branches remove it (issue 11): bench.py's
-# patching of functional modules (helper A) and assignments/disable.py (helper F).
-# TEMPORARY: the lead deletes this allow-list once both have landed; it must end up empty.
-KNOWN_ATTRIBUTE_PATCHERS = {"minichinchilla.bench", "minichinchilla.assignments.disable"}
-
 
 def _modules() -> dict[str, Path]:
     """Dotted module name -> source file, for every module of the package."""
@@ -187,6 +182,4 @@ def test_patch_finder_finds_patches():
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_no_module_replaces_attributes_of_another(module):
     hits = _attribute_patches(MODULES[module].read_text(encoding="utf-8"))
-    if hits and module in KNOWN_ATTRIBUTE_PATCHERS:
-        pytest.xfail(f"{module}: known, being removed (see KNOWN_ATTRIBUTE_PATCHERS)")
     assert not hits, f"{module} assigns attributes of an imported module or class:\n" + "\n".join(hits)
