@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_text_atomically
 from .fit import bootstrap_fit, fit_parametric
 from .parametric import ChinchillaFit
 
@@ -103,9 +104,8 @@ def save_results(table, path):
             return v.item()
         return v
 
-    with open(path, "w", encoding="utf-8") as fh:
-        for i in range(n):
-            fh.write(json.dumps({k: plain(v[i]) for k, v in cols.items()}) + "\n")
+    write_text_atomically(path, "".join(json.dumps({k: plain(v[i]) for k, v in cols.items()}) + "\n"
+                                        for i in range(n)))
 
 
 def load_results(path, warn=None):
