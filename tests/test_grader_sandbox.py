@@ -463,16 +463,25 @@ def test_the_sandbox_shows_no_folder_of_the_graders(tmp_path, monkeypatch, backe
     secret.mkdir()
     (secret / "other-class.csv").write_text("secret")
     monkeypatch.syspath_prepend(str(secret))
-    lib, work = tmp_path / "lib", tmp_path / "work"
-    lib.mkdir()
+    from minichinchilla.assignments.gradingcopy import make_grading_copy, package_dir
+
+    lib = make_grading_copy(tmp_path / "lib", ["softmax_backward"])
+    work = tmp_path / "work"
     work.mkdir()
     (work / "mine.txt").write_text("mine")
-    probe = ("import os, json\n"
-             f"print(json.dumps([os.path.exists(p) for p in {[str(secret), str(ROOT), str(ROOT / 'minichinchilla'), str(tmp_path)]!r}]"
-             " + [os.path.exists('/home/student/work/mine.txt'), os.access('/usr/bin', os.W_OK),"
-             " sorted(os.listdir('/proc')) == sorted(['1', str(os.getpid())] + [p for p in os.listdir('/proc') if not p.isdigit()]) or len([p for p in os.listdir('/proc') if p.isdigit()]) <= 4]))")
+    hidden = [str(secret), str(ROOT), str(package_dir()), str(tmp_path)]
+    probe = ("import os, json, importlib.util\n"
+             f"seen = [os.path.exists(p) for p in {hidden!r}]\n"
+             "import minichinchilla\n"
+             # a module the copy leaves out must not be found elsewhere (an editable install's
+             # finder points at the real tree)
+             "missing = importlib.util.find_spec('minichinchilla.assignments.grading') is None\n"
+             "pids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+             "print(json.dumps(seen + [minichinchilla.__file__.startswith('/grader/lib/'), missing,"
+             " os.path.exists('/home/student/work/mine.txt'), os.access('/usr/bin', os.W_OK),"
+             " len(pids) <= 3]))")
     box = sandbox.launch([sys.executable, "-c", probe], lib, work, sandbox.Limits(), backend,
                          stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     out, err = box.proc.communicate(timeout=120)
     box.kill()
-    assert json.loads(out) == [False, False, False, False, True, False, True], err
+    assert json.loads(out) == [False] * 4 + [True, True, True, False, True], err

@@ -148,28 +148,22 @@ def _startup_cells(nb):
     return cells
 
 
-class _TrustedNotebook:
-    """The instructor's set-up and given cells, run in the grader's process (cached per notebook)."""
-
-    _cache = {}
-
-    @classmethod
-    def namespace(cls, name, instructor):
-        key = (name, nbformat.writes(instructor))
-        if key not in cls._cache:
-            ns = {"__name__": "__grader__"}
-            for label, source in _startup_cells(instructor):
-                cell = next(c for c in instructor.cells if nbtools.grade_id(c) == label)
-                if nbtools.is_solution(cell):
-                    continue
-                with contextlib.redirect_stdout(io.StringIO()):
-                    try:
-                        exec(compile(source, f"<{label}>", "exec"), ns)
-                    except Exception as e:  # noqa: BLE001
-                        raise GradingError(f"the instructor's cell {label} of {name} fails in the "
-                                           f"grader: {type(e).__name__}: {e}") from None
-            cls._cache[key] = ns
-        return dict(cls._cache[key])
+def _trusted_namespace(name, instructor):
+    """The instructor's set-up and given cells, run in the grader's process: the checks use these
+    given functions, never the student's. Fresh for every notebook graded: a student's function
+    that modifies its arguments in place must not change what the next student is tested on."""
+    ns = {"__name__": "__grader__"}
+    for label, source in _startup_cells(instructor):
+        cell = next(c for c in instructor.cells if nbtools.grade_id(c) == label)
+        if nbtools.is_solution(cell):
+            continue
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                exec(compile(source, f"<{label}>", "exec"), ns)
+            except Exception as e:  # noqa: BLE001
+                raise GradingError(f"the instructor's cell {label} of {name} fails in the "
+                                   f"grader: {type(e).__name__}: {e}") from None
+    return ns
 
 
 def _run_graded_cell(ns, source, session, cell_timeout, deadline):
@@ -255,7 +249,7 @@ def grade_notebook(name, instructor, student_path, scratch, lib, backend, cell_t
         if cell.cell_type == "code" and not nbtools.is_locked(cell):
             result["flags"] += suspicion.flags(cell.source, nbtools.grade_id(cell) or f"cell {i}")
 
-    ns = _TrustedNotebook.namespace(name, instructor)
+    ns = _trusted_namespace(name, instructor)
     session = WorkerSession(lib, scratch, backend, _startup_cells(nb), cell_timeout, deadline,
                             private=private, log_path=str(Path(scratch).parent / "worker.stderr"))
     for e in notebook_exercises(name):
