@@ -686,3 +686,16 @@ def test_strip_solutions_works_on_a_notebook_without_nbgrader_metadata():
     assert out.cells[0].source == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()"
     assert out.cells[1].source == "Why?\nYOUR ANSWER HERE" and out.cells[0].outputs == []
     assert "return 2 * x" in nb.cells[0].source  # the original is untouched
+
+
+def test_instructor_folder_must_stay_apart_from_out_submissions_and_repository(tmp_path):
+    from minichinchilla.assignments.grading import GradingError
+
+    subs = tmp_path / "subs"
+    (subs / "s").mkdir(parents=True)
+    for bad in (tmp_path / "out" / "instructor", subs / "instructor", ROOT / "instructor-records"):
+        with pytest.raises(GradingError, match="instructor-dir"):
+            grade(subs, tmp_path / "out", SOURCE, log=lambda m: None, no_sandbox=True,
+                  instructor_dir=bad)
+        assert not bad.exists()
+    assert not (tmp_path / "out").exists()
