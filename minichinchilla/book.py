@@ -42,6 +42,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import write_text_atomically
 from .cli import run_command
 from .course import student_notebook
 
@@ -163,11 +164,9 @@ class OwnedFolder:
         if not self.path.is_dir():
             return
         self.files = self._present() - self.foreign
-        tmp = self.path / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps({"written_by": "python -m minichinchilla book build",
-                                   "files": sorted(self.files)}, indent=0) + "\n",
-                       encoding="utf-8")
-        os.replace(tmp, self.path / MANIFEST)
+        write_text_atomically(self.path / MANIFEST, json.dumps(
+            {"written_by": "python -m minichinchilla book build", "files": sorted(self.files)},
+            indent=0) + "\n")
 
 
 class _Tree:
