@@ -46,6 +46,10 @@ from .metrics import binary_report, classification_report, regression_report
 from .tasks import TASK_KINDS, Task, make_task, token_tags
 
 
+FINETUNE_BETAS = (0.9, 0.999)  # AdamW's usual defaults (pretraining uses beta2 = 0.95)
+MAX_WARMUP_SHARE = 5  # warm-up takes at most a fifth of the steps, so a short run still decays
+
+
 @dataclass
 class FineTuneConfig:
     """Settings of one fine-tuning run (the CLI's flags have the same names)."""
@@ -287,7 +291,7 @@ def finetune(body, tokenizer, task: Task, config: FineTuneConfig | None = None, 
         groups.append({"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0,
                        "lr": lr, "lr_max": lr})
     groups = [g for g in groups if g["params"]]
-    optimizer = AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    optimizer = AdamW(groups, lr=cfg.lr, betas=FINETUNE_BETAS, weight_decay=cfg.weight_decay)
     trainable = model.trainable_parameters()
 
     pad_id = _pad_id(tokenizer)
@@ -305,7 +309,8 @@ def finetune(body, tokenizer, task: Task, config: FineTuneConfig | None = None, 
     model.train()
     for step in range(1, cfg.steps + 1):
         for g in optimizer.param_groups:
-            g["lr"] = cosine_lr(step - 1, cfg.steps, g["lr_max"], min(cfg.warmup_steps, cfg.steps // 5))
+            warmup = min(cfg.warmup_steps, cfg.steps // MAX_WARMUP_SHARE)
+            g["lr"] = cosine_lr(step - 1, cfg.steps, g["lr_max"], warmup)
         if len(queue) < cfg.batch_size:
             queue.extend(rng.permutation(N).tolist())
         rows, queue = queue[:cfg.batch_size], queue[cfg.batch_size:]
