@@ -65,6 +65,7 @@ SOURCE_CAPTION = "Package source"
 ASSIGNMENTS_DIR = "notebooks/assignments"  # instructor versions: never copied as they are
 SOURCE_PACKAGE = "minichinchilla"  # its modules get source pages under "Package source"
 _NUM = re.compile(r"^(\d+)")
+SOURCE_FOLDERS = {"chapters", "notebooks", "book", SOURCE_PACKAGE}  # what a build reads
 
 
 class BookError(RuntimeError):
@@ -943,6 +944,10 @@ def build_folders(root: Path | None = None, out: Path | None = None,
     out = Path(out or default_out(root)).absolute()
     if out.resolve() == root or out.resolve() in root.parents:
         raise ValueError(f"--out {out}: the site cannot be the repository or a folder above it")
+    inside = out.resolve().relative_to(root).parts if root in out.resolve().parents else ()
+    if inside and inside[0] in SOURCE_FOLDERS:  # the next build would publish the site itself
+        raise ValueError(f"--out {out}: inside the book's sources ({inside[0]}/); "
+                         "use a folder outside them, e.g. the default _build/book")
     paths = work_folders(out, src)
     folders = {"site": OwnedFolder(out, "--out"),
                "src": OwnedFolder(paths["src"], f"--out (its sources folder {paths['src'].name})"),

@@ -539,6 +539,8 @@ def test_a_fresh_out_folder_next_to_user_files_is_fine_but_theirs_is_not(tmp_pat
     assert folders["site"].path == tmp_path / "site" and not folders["site"].path.exists()
     with pytest.raises(ValueError, match="--out"):
         book.build_folders(REPO, REPO)  # the repository itself
+    with pytest.raises(ValueError, match="inside the book's sources"):
+        book.build_folders(REPO, REPO / "chapters" / "site")  # the next build would publish it
 
 
 def test_owned_folder_deletes_only_what_it_wrote(tmp_path):
