@@ -8,12 +8,18 @@ Two kinds of check:
   build, instructor solutions are never published, nothing is loaded from another host;
 * browser checks: headless Chromium opens the built book (the sample one, and the real one
   built from this repository) from a local HTTP server and checks every chapter, notebook
-  and assignment page: no console errors, math typeset by the local MathJax, every image
-  loads, every internal link resolves, search works, and no request leaves localhost.
+  and assignment page: no console errors, math typeset by the local MathJax with no MathJax
+  error box and no display equation wider than its column, no code block scrolling sideways,
+  every image loads and has alt text that is not a file name, every internal link resolves,
+  search works, and no request leaves localhost;
+* what `book build` / `book serve` may touch (no docs stack needed: these run in CI's first
+  phase): every argument checked before anything is written, and nothing deleted that the build
+  did not write (a manifest per folder).
   A screenshot of one chapter is saved to _build/artifacts/chapter-screenshot.png.
 
 Needs requirements-docs.txt (Sphinx, MyST-NB, sphinx-book-theme, a local MathJax, Selenium)
-and, for the browser checks, Debian's chromium + chromium-driver; skips where they are absent.
+and, for the browser checks, Debian's chromium + chromium-driver; those tests are marked `docs`
+and skip where they are absent.
 """
 from __future__ import annotations
 
