@@ -397,11 +397,17 @@ def test_suspicion_flags_what_an_honest_solution_does_not_need():
 
     src = ("import importlib, inspect\nimport subprocess\nx = open('/etc/passwd').read()\n"
            "exec(inspect.getsource(f))\nimport torch\nfrom minichinchilla.gradcheck import numerical_gradient\n"
-           "os.system('ls')\nget_ipython()\nimport ctypes\nopen('../classmate/A1.ipynb')\n")
+           "os.system('ls')\nget_ipython()\nimport ctypes\nopen('../classmate/A1.ipynb')\n"
+           "g = out._node._backward(d)\n")
     found = {f["what"] for f in flags(src, "ex1_solution")}
     assert {"importlib", "inspect", "subprocess", "exec/eval", "torch", "numerical_gradient",
-            "os.system", "get_ipython", "ctypes", "path outside the notebook's folder"} <= found
+            "os.system", "get_ipython", "ctypes", "path outside the notebook's folder",
+            "autograd internals"} <= found
     assert flags("dx = y * (dout - (dout * y).sum(axis=axis, keepdims=True))\n", "ok") == []
+    for name in NOTEBOOKS:  # no reference solution is flagged (a docstring may say torch.amax)
+        for c in instructor(name).cells:
+            if nbtools.is_solution(c):
+                assert flags(c.source, nbtools.grade_id(c)) == [], (name, flags(c.source, "x"))
 
 
 def test_merge_puts_back_locked_cells_and_strips_fake_graded_cells():

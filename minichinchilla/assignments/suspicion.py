@@ -22,6 +22,7 @@ PATTERNS = (
     ("numerical_gradient", r"\bnumerical_gradient\b|\bgradcheck\b|\bapprox_fprime\b"),
     ("sys.modules", r"\bsys\.modules\b|\bsys\.meta_path\b|\bsys\.path\b|\breload\b"),
     ("sockets", r"\bsocket\b|\burllib\b|\brequests\b|\bhttp\.client\b"),
+    ("autograd internals", r"\._node\b|\._backward\b|\._parents\b|\b_topological_order\b"),
 )
 _PATH_CALLS = {"open", "Path", "listdir", "scandir", "walk", "glob", "iglob", "read_text",
                "read_bytes", "remove", "unlink", "rmtree", "copy", "copyfile", "copytree",
@@ -45,14 +46,36 @@ def _outside_paths(source):
     return found
 
 
+def _code_only(source):
+    """The source with comments and string literals blanked (docstrings mention torch.amax)."""
+    import io
+    import tokenize
+
+    lines = source.split("\n")
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return [line.split("#", 1)[0] for line in lines]
+    out = [list(line) for line in lines]
+    for tok in tokens:
+        if tok.type in (tokenize.COMMENT, tokenize.STRING):
+            (r0, c0), (r1, c1) = tok.start, tok.end
+            for r in range(r0, r1 + 1):
+                row = out[r - 1]
+                start = c0 if r == r0 else 0
+                end = c1 if r == r1 else len(row)
+                row[start:end] = [" "] * (end - start)
+    return ["".join(row) for row in out]
+
+
 def flags(source, where):
     """[{where, line, what, text}] for one cell's source."""
     out = []
     lines = source.split("\n")
+    code_lines = _code_only(source)
     for what, pattern in PATTERNS:
         rx = re.compile(pattern)
-        for i, line in enumerate(lines, 1):
-            code = line.split("#", 1)[0]
+        for i, (line, code) in enumerate(zip(lines, code_lines), 1):
             if rx.search(code):
                 out.append({"where": where, "line": i, "what": what, "text": line.strip()[:120]})
     for lineno, path in _outside_paths(source):
