@@ -302,6 +302,7 @@ def test_gemm_shapes_rejects_unknown_config(capsys):
     assert "unknown config(s) ['zz']" in capsys.readouterr().err
 
 
+@pytest.mark.torch
 def test_gemm_shapes_smoke(tmp_path):
     pytest.importorskip("torch")
     g = _gemm_shapes_module()
