@@ -28,7 +28,7 @@ COMMANDS = {
 # A command that finds one missing says which extra to install instead of printing a traceback.
 OPTIONAL_MODULES = {
     "nbformat": "assignments", "nbclient": "assignments", "jupyter_client": "assignments",
-    "ipykernel": "assignments",
+    "ipykernel": "assignments", "IPython": "assignments", "traitlets": "assignments",
     "sphinx": "docs", "myst_parser": "docs", "myst_nb": "docs", "markdown_it": "docs",
     "selenium": "docs",
     "torch": "torch",
