@@ -604,9 +604,11 @@ def _plot_description(cell: dict, nb: dict, index: int) -> str:
         return found
 
     titles, xs, ys = strings("suptitle", "title"), strings("xlabel"), strings("ylabel")
+    curves = strings("label")  # legend entries: what the lines are
     if ys and xs:
         what = "; ".join(f"{y} against {xs[min(i, len(xs) - 1)]}" for i, y in enumerate(ys))
-        return f"Plot of {what}" + (f" ({', '.join(titles)})" if titles else "")
+        return (f"Plot of {what}" + (f" ({', '.join(titles)})" if titles else "")
+                + (f": {', '.join(curves)}" if curves else ""))
     if titles:
         return "Plot: " + "; ".join(titles)
     comment = re.search(r"^\s*#\s*(?!NBVAL)(.{8,})$", src, re.M)
