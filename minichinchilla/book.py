@@ -617,8 +617,9 @@ def _plot_description(cell: dict, nb: dict, index: int) -> str:
     for c in reversed(nb.get("cells", [])[:index]):
         text = c.get("source", "")
         text = "".join(text) if isinstance(text, list) else text
-        if c.get("cell_type") == "markdown" and (m := re.search(r"^#+\s+(.+)$", text, re.M)):
-            return f"Plot for the section \u201c{re.sub(r'[`*_$]', '', m.group(1)).strip()}\u201d"
+        headings = re.findall(r"^#+\s+(.+)$", text, re.M) if c.get("cell_type") == "markdown" else []
+        if headings:  # the last heading above the plot is the section it belongs to
+            return f"Plot for the section \u201c{re.sub(r'[`*_$]', '', headings[-1]).strip()}\u201d"
     return "Plot"
 
 

@@ -372,6 +372,26 @@ def test_broken_cross_reference_fails_the_build(tmp_path):
     assert "eq-missing" in str(err.value)
 
 
+def test_plot_alt_text_says_what_the_plot_shows():
+    """Sphinx's default alt text for a notebook plot is its file name (a hash); the book uses
+    the cell's mystnb.image.alt, else the cell's own labels, else its section's heading."""
+    plot = [{"output_type": "display_data", "data": {"image/png": "iVBOR", "text/plain": "<Figure>"}}]
+    labelled = _code("ax.loglog(hs, err, label='centred')\nax.set_xlabel('step h')\n"
+                     "ax.set(ylabel=f'relative error {k}')\nplt.show()", plot)
+    bare = _code("plot_approach2(a2)", plot)
+    described = _code("plot_approach2(a2)", plot, mystnb={"image": {"alt": "IsoFLOP valleys"}})
+    nb = {"cells": [_md("# 10 Scaling\n\n## Approach 2: IsoFLOP profiles"), labelled, bare, described]}
+    for i, cell in enumerate(nb["cells"][1:], start=1):
+        book._describe_plots(cell, nb, i)
+    alts = [c["metadata"]["mystnb"]["image"]["alt"] for c in nb["cells"][1:]]
+    assert alts == ["Plot of relative error … against step h: centred",
+                    "Plot for the section \u201cApproach 2: IsoFLOP profiles\u201d",
+                    "IsoFLOP valleys"]
+    text_only = _code("print(1)", [{"output_type": "stream", "name": "stdout", "text": "1\n"}])
+    book._describe_plots(text_only, nb, 0)
+    assert "mystnb" not in text_only["metadata"]
+
+
 def test_check_site_flags_a_tag_inside_split(tmp_path):
     """Sphinx's wrapping of multi-line equations, which MathJax 3 refuses (eq. 3.3's red box)."""
     (tmp_path / "bad.html").write_text(
