@@ -168,3 +168,23 @@ def test_rel_error_floor():
     assert rel_error(a, b) == pytest.approx(1.0)  # round-off over round-off
     assert rel_error(a, b, floor=1e-8) == pytest.approx(4e-3)
     assert rel_error(np.zeros(3), np.zeros(3)) == 0.0
+
+
+def test_contributing_lists_gradchecks_public_names_and_result_fields():
+    """CONTRIBUTING's layout row and contract bullet name what gradcheck.py really exports."""
+    import pathlib
+    import re
+
+    import minichinchilla.gradcheck as G
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| `minichinchilla/gradcheck.py`"))
+    names = re.findall(r"`(\w+)", row.split("|")[2])
+    public = {n for n in dir(G) if not n.startswith("_") and (callable(getattr(G, n)))} - {"field", "dataclass"}
+    assert set(names) >= {"gradcheck", "rel_error", "finite_difference_noise", "GradcheckPrecisionWarning"}
+    assert set(names) <= public, set(names) - public
+    bullet = text.split("- Every backward is checked with `gradcheck`", 1)[1].split("\n- ", 1)[0].split("\n#", 1)[0]
+    fields = set(re.findall(r"`\.(\w+)`", bullet))
+    result = G.GradcheckResult()
+    assert fields >= {"ok", "errors", "verdicts", "magnitudes", "noise", "low_precision"}
+    assert all(hasattr(result, f) for f in fields), [f for f in fields if not hasattr(result, f)]
