@@ -17,6 +17,7 @@ import sys
 from .checkpoint import find_checkpoint, load_run, read_state
 from .cli import run_command
 from .data.pipeline import prepare_data
+from .resources import default_threads, limit_threads
 from .train import MAX_EXP_ARG, estimate_loss
 
 
@@ -26,7 +27,8 @@ def evaluate_run(run_dir, max_batches: int = 0, batch_size: int | None = None) -
     state = read_state(find_checkpoint(run_dir))
     data = prepare_data(cfg, tokenizer=tokenizer)
     saved = state.get("extra", {}).get("data_fingerprint")
-    loss, n = estimate_loss(model, data.val_ids, batch_size or cfg.batch_size, cfg.seq_len, max_batches)
+    with limit_threads(default_threads(model.config)):  # as `train` ran it: see resources.py
+        loss, n = estimate_loss(model, data.val_ids, batch_size or cfg.batch_size, cfg.seq_len, max_batches)
     if not math.isfinite(loss):
         raise ValueError(f"the checkpoint of {str(run_dir)!r} gives a validation loss of {loss}: "
                          f"its model is broken (non-finite outputs)")

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 
 from .cli import run_command
+from .resources import default_threads, limit_threads
 
 REPLACEMENT_CHAR = "\ufffd"
 
@@ -128,9 +129,10 @@ def _run(args) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    generate_text(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
-                  args.top_k or None, args.seed, write=write,
-                  warn=lambda m: print(m, file=sys.stderr))
+    with limit_threads(default_threads(model.config)):  # as `train` ran it: see resources.py
+        generate_text(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
+                      args.top_k or None, args.seed, write=write,
+                      warn=lambda m: print(m, file=sys.stderr))
     sys.stdout.write("\n")
     return 0
 
