@@ -678,6 +678,8 @@ def _toc_label(plan: Plan, tree_path: str) -> str | None:
     what both are about), the same for every chapter; a notebook with no chapter of its
     number adds its own title."""
     doc = next(d for d in plan.docs.values() if d.src == tree_path)
+    if doc.origin == SOURCE_PACKAGE:  # under the caption "Package source": not the same words
+        return "One page per module"
     if doc.kind != "notebook":
         return None
     m = _NUM.match(posixpath.basename(tree_path))
