@@ -13,6 +13,8 @@ from pathlib import Path
 
 import nbformat
 
+from ..atomic import write_atomically
+
 NOTEBOOK = re.compile(r"^A\d+-.*\.ipynb$")
 
 
@@ -37,9 +39,10 @@ def collect(folder, student, out=None):
         except Exception as e:  # noqa: BLE001
             raise GradingError(f"{p} is not a valid notebook ({type(e).__name__}); save it again "
                                "from Jupyter") from None
-    tmp = out.with_name(out.name + ".part")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        for p in notebooks:
-            z.write(p, f"{student}/{p.name}")
-    tmp.replace(out)
+    def pack(f):
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+            for p in notebooks:
+                z.write(p, f"{student}/{p.name}")
+
+    write_atomically(out, pack)
     return out, [p.name for p in notebooks]

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import nbformat
 
+from ..atomic import write_text_atomically
 from . import nbtools, suspicion
 from .exercises import EXERCISES, exercise_of, notebook_exercises, stripped_names
 
@@ -556,13 +557,14 @@ def grade(submissions, out, source=None, cell_timeout=60, notebook_timeout=300, 
                 _write_text(record_dir / name, r["record"])
             if r.get("flags"):
                 flagged.setdefault(student, {})[name] = r["flags"]
-    with open(out / "grades.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["student", *grade_ids, "total"])
-        for student, report in reports.items():
-            cells = {gid: c for e in report["exercises"].values() for gid, c in e["checks"].items()}
-            w.writerow([student, *(_fmt(cells[g]["points"]) if g in cells else "" for g in grade_ids),
-                        _fmt(report["total"])])
+    table = io.StringIO(newline="")
+    w = csv.writer(table)
+    w.writerow(["student", *grade_ids, "total"])
+    for student, report in reports.items():
+        cells = {gid: c for e in report["exercises"].values() for gid, c in e["checks"].items()}
+        w.writerow([student, *(_fmt(cells[g]["points"]) if g in cells else "" for g in grade_ids),
+                    _fmt(report["total"])])
+    _write_text(out / "grades.csv", table.getvalue())
     meta = {"sandbox": sandbox_text, "sandboxed": backend != "none", "backend": backend,
             "cell_timeout": cell_timeout, "notebook_timeout": notebook_timeout, "jobs": jobs,
             "students": len(reports), "seconds": round(time.time() - started, 1),
@@ -574,7 +576,8 @@ def grade(submissions, out, source=None, cell_timeout=60, notebook_timeout=300, 
 
 
 def _write_text(path, text):
-    path.write_text(text, encoding="utf-8")
+    """Whole file or nothing (a crash mid-run never leaves half a grades.csv), readable by all."""
+    write_text_atomically(path, text)
     path.chmod(0o644)
 
 

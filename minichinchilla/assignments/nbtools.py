@@ -19,6 +19,8 @@ import re
 
 import nbformat
 
+from ..atomic import write_text_atomically
+
 BEGIN_SOLUTION = "BEGIN SOLUTION"
 END_SOLUTION = "END SOLUTION"
 BEGIN_HIDDEN = "BEGIN HIDDEN TESTS"
@@ -169,7 +171,8 @@ def read(path):
 
 
 def write(nb, path):
-    nbformat.write(nb, str(path))
+    text = nbformat.writes(nb)
+    write_text_atomically(path, text if text.endswith("\n") else text + "\n")  # as nbformat.write
 
 
 def split_hidden(source):
