@@ -7,9 +7,10 @@
 | docs    | the book's Sphinx stack (and Chromium for browsers)| pip install -r requirements-docs.txt      |
 | dask    | dask.distributed (the sweep's distributed executor)| pip install "dask[distributed]"           |
 | sandbox | a working bubblewrap or unshare user namespace     | apt-get install bubblewrap                |
+| nbgrader| nbgrader itself (release checked against its rules)| pip install nbgrader                      |
 
 `.ci/run` runs the README's command without any extra (everything marked here skips), then installs
-the extras and runs `pytest tests -m "torch or docs or dask or sandbox"`.
+the extras and runs `pytest tests -m "torch or docs or dask or sandbox or nbgrader"`.
 """
 import functools
 import importlib.util
@@ -47,6 +48,7 @@ HAS_TORCH = _has("torch")
 HAS_GPU = cupy_available()
 HAS_DOCS = all(_has(m) for m in ("sphinx", "myst_nb", "sphinx_book_theme"))
 HAS_DASK = _has("dask") and _has("distributed")
+HAS_NBGRADER = _has("nbgrader")
 
 _REASONS = {
     "gpu": "needs a CUDA GPU where CuPy really runs",
@@ -54,13 +56,15 @@ _REASONS = {
     "docs": "the docs stack is not installed (pip install -r requirements-docs.txt)",
     "dask": 'Dask is not installed (pip install "dask[distributed]")',
     "sandbox": "no working bubblewrap/unshare sandbox (apt-get install bubblewrap)",
+    "nbgrader": "nbgrader is not installed (pip install nbgrader)",
 }
 
 
 def _missing(marker: str) -> bool:
     if marker == "sandbox":
         return not _sandbox_works()
-    return not {"gpu": HAS_GPU, "torch": HAS_TORCH, "docs": HAS_DOCS, "dask": HAS_DASK}[marker]
+    return not {"gpu": HAS_GPU, "torch": HAS_TORCH, "docs": HAS_DOCS, "dask": HAS_DASK,
+            "nbgrader": HAS_NBGRADER}[marker]
 
 
 def pytest_collection_modifyitems(config, items):

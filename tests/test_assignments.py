@@ -232,6 +232,7 @@ def test_release_matches_nbgraders_rules_on_a_small_notebook():
         nbtools.release_notebook(bad)
 
 
+@pytest.mark.nbgrader
 def test_release_is_what_nbgrader_itself_produces():
     """Only where nbgrader is installed (it is never required): its own preprocessors and
     metadata validator agree with ours on every notebook."""
