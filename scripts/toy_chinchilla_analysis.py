@@ -25,7 +25,7 @@ import numpy as np
 from minichinchilla.scaling.approaches import approach1, approach2_bootstrap, isoflop_vertex
 from minichinchilla.scaling.fit import bootstrap_fit
 from minichinchilla.scaling.design import PILOT_FIT, simulate_design
-from minichinchilla.scaling.sweep import default_grid, load_results
+from minichinchilla.scaling.sweep import RunSpec, default_grid, load_results
 
 RUNS = "results/toy-chinchilla.jsonl"
 SCAN = "results/toy-chinchilla-lr-scan.jsonl"
@@ -85,6 +85,13 @@ def lr_bias(scan_rows, max_n=70_000):
             out["fixed"][str(lr)] = dict(vertex(list(pts.values())),
                                          penalty=[pts[n]["loss"] - best[n]["loss"] for n in sizes])
     return out
+
+
+def _spec(row):
+    """The RunSpec a committed row was run from."""
+    import dataclasses
+
+    return RunSpec(**{f.name: row[f.name] for f in dataclasses.fields(RunSpec)})
 
 
 def seed_noise(rows):
@@ -147,9 +154,12 @@ def results_markdown(an):
         f"seven budgets, from {b[0]:.3g} to {b[-1]:.3g} FLOPs ({b[-1] / b[0]:.0f}x)"
         + (f", the last ({', '.join(f'{c:.3g}' for c in incomplete)}) still incomplete when these runs were "
            f"analysed" if incomplete else "")
-        + f"; {an['elapsed_s_total'] / 3600:.2f} CPU-hours of runs. The sweep was cut short by the "
-        "machine, not by design: its budgets cost about twice the previous one each, and the 2-core machine "
-        "was shared with other work throughout. Notebook 10 prints and asserts each number below.",
+        + f". The runs took {an['elapsed_s_total'] / 3600:.2f} CPU-hours in all (their `elapsed_s`), "
+        f"{an['elapsed_s_total'] / an['estimated_s_total']:.1f} times the "
+        f"{an['estimated_s_total'] / 3600:.2f} that `scaling sweep --dry-run` estimates for them on idle "
+        "cores: they ran at the lowest priority on a 2-core machine shared with other work. That, not the "
+        "design, is why the sweep is incomplete: each budget costs about twice the one before. "
+        "Notebook 10 prints and asserts each number below.",
         "",
         f"- **IsoFLOP minima.** "
         + ("Every budget's parabola has its vertex strictly inside its sizes"
@@ -240,7 +250,8 @@ def main(argv=None):
                seeds=sorted({r["seed"] for r in rows}), floor=rows[0]["floor"],
                oracle_loss=rows[0]["oracle_loss"],
                elapsed_s_total=float(sum(r["elapsed_s"] for r in rows)),
-               min_loss=float(min(r["loss"] for r in rows)))
+               min_loss=float(min(r["loss"] for r in rows)),
+               estimated_s_total=float(sum(_spec(r).seconds_estimate() for r in rows)))
     assert len({r["floor"] for r in rows}) == 1 and len({r["oracle_loss"] for r in rows}) == 1
     for n_col in ("N", "N_nonembed"):
         a1 = approach1(rows, n_col=n_col)
