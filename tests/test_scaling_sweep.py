@@ -303,3 +303,29 @@ def test_workers_die_with_a_killed_sweep(tmp_path):
     """Before: after kill -9 of the sweep a worker was orphaned, finished its run and blocked on
     a pipe forever."""
     _kill_9_while_running(tmp_path, "process")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_on_the_command_line_exits_130_within_seconds(tmp_path):
+    """The CLI path: `scaling sweep` on real design runs (minutes each), interrupted once its
+    workers run: exit 130, 'interrupted' on stderr, no worker left, the lock released."""
+    out = tmp_path / "r.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "minichinchilla", "scaling", "sweep", "--budgets", "2e11",
+                             "--sizes-per-budget", "3", "--seeds", "0", "--workers", "2", "--out", str(out)],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: len(_descendants(proc.pid)) >= 3, 60, "two workers")  # + the resource tracker
+        time.sleep(2)
+        workers = _descendants(proc.pid)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+        assert time.monotonic() - t0 < 10
+        _wait_for(lambda: not _alive(workers), 10, "the workers to end")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130 and "interrupted" in proc.stderr.read()
+    with _OutputLock(out):  # released
+        pass
