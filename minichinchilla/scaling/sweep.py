@@ -176,9 +176,9 @@ def _language(name, seed):
 
 @functools.lru_cache(maxsize=4)
 def validation_windows(language="hierarchical", language_seed=0, seq_len=16, n_windows=2048):
-    """The fixed validation windows (n_windows, seq_len + 1) every run of a design is scored on
-    (their own seed, 12345, so they never overlap a run's training stream in distribution of
-    seeds), with the true process's loss on them."""
+    """The fixed validation windows (n_windows, seq_len + 1) every run of a design is scored on,
+    drawn with their own seed (12345; training streams use 1000 + the run's seed), and the true
+    process's loss on them."""
     lang = _language(language, language_seed)
     val = lang.sample_streams(n_windows, seq_len + 1, np.random.default_rng(12345))
     return val, lang.oracle_loss(val)
