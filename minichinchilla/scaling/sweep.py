@@ -410,7 +410,7 @@ class _DaskPool:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = "1"
         self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                    dashboard_address=None, silence_logs=40)
+                                    dashboard_address=":0", silence_logs=40)
         self.client = Client(self.cluster)
         me = os.getpid()
         self.pids = [p for p in self.client.run(_init_dask_worker).values() if p != me]
