@@ -189,6 +189,10 @@ def results_markdown(an):
            if all(inside) else f"{sum(inside)} of {len(inside)} budgets have their vertex inside their sizes")
         + f"; the optimum grows from {a2['budgets'][0]['N_opt']:,.0f} parameters at {a2['budgets'][0]['C']:.3g} "
         f"FLOPs to {a2['budgets'][-1]['N_opt']:,.0f} at {a2['budgets'][-1]['C']:.3g}.",
+        f"- **Tokens per parameter at the optimum** (Approach 2's vertices): "
+        f"{a2['budgets'][0]['D_opt'] / a2['budgets'][0]['N_opt']:.0f} at {b[0]:.3g} FLOPs, "
+        f"{a2['budgets'][-1]['D_opt'] / a2['budgets'][-1]['N_opt']:.0f} at {b[-1]:.3g}: far from Chinchilla's "
+        "20, as section 11 expects of a different language, a tiny model family and tiny budgets.",
         f"- **Approach 2:** $a = {a2['a']:.3f}$, 80 % interval {_ci(a2)} (width {w2:.3f}), 95 % {_ci(a2, '0.95')}. "
         "Read this width as a lower bound: resampling two seeds per point gives half their variance, and "
         "the bootstrap cannot see the error of a parabola as a model of each profile.",
