@@ -70,9 +70,9 @@ def test_chapter_states_the_designs_numbers():
     chapter = (ROOT / "chapters" / "10-scaling-laws.md").read_text(encoding="utf-8")
     sims = design["simulation"]
     main = sims["pilot law (a = 0.5)"]
-    assert f"was {main['width2']:.3f}\n  (Approach 2) and {main['width3']:.3f} (Approach 3)" in chapter
+    assert f"was {main['width2']:.3f} (Approach 2) and {main['width3']:.3f} (Approach 3)" in chapter
     worst = max(max(v["width2"], v["width3"]) for v in sims.values())
-    assert f"at most {worst:.3f} if the true $a$ were 0.35 or" in chapter
+    assert f"at most {worst:.3f}\n  if the true $a$ were 0.35 or 0.65" in chapter
     assert f"{sweep.LR_AT_10K:.5f}".rstrip("0") in chapter and f"{sweep.LR_EXPONENT:.2f}" in chapter
     specs = sweep.default_grid()
     assert f"({len(specs)} runs, ${sum(s.C_budget for s in specs) / 1e13:.1f} \\times 10^{{13}}$ FLOPs" in chapter
