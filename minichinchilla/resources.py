@@ -18,9 +18,9 @@ import contextlib
 import os
 
 # Up to this width a training step runs on one thread. Measured at d_model 128 (the README
-# quickstart: one thread 9.6-10.6 k tokens/s against 1.8-6.2 k with BLAS's default threading,
-# four paired runs on a busy 2-core machine); 256 extends that to the next size up without a
-# measurement of its own, so treat it as a starting point and pass --threads to compare.
+# quickstart, 2 cores): 84 s with one thread beside a busy loop, 241 s with two; 84 s against
+# 136 s with little other load. 256 extends that to the next size up without a measurement of
+# its own: a starting point, compare with --threads.
 SMALL_MODEL_D_MODEL = 256
 
 
