@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -56,6 +57,15 @@ def write_bytes_atomically(path, data: bytes) -> Path:
 def write_text_atomically(path, text: str) -> Path:
     """`text` as UTF-8 (newlines written as given, on every platform)."""
     return write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def copy_file_atomically(src, path) -> Path:
+    """Copy the file `src` to `path` the same way, keeping `src`'s modification time."""
+    with open(src, "rb") as source:
+        write_atomically(path, lambda f: shutil.copyfileobj(source, f))
+    st = os.stat(src)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return Path(path)
 
 
 def write_json_atomically(path, obj, indent: int | None = 1) -> Path:

@@ -42,7 +42,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import write_text_atomically
+from .atomic import copy_file_atomically, write_bytes_atomically, write_text_atomically
 from .cli import run_command
 from .course import student_notebook
 
@@ -193,8 +193,7 @@ class _Tree:
         if dest.is_file() and dest.read_bytes() == data:
             return
         self._writable(rel)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
+        write_bytes_atomically(dest, data)
 
     def copy(self, rel: str, src: Path) -> None:
         dest = self.base / rel
@@ -204,8 +203,7 @@ class _Tree:
             if s.st_size == d.st_size and int(s.st_mtime) == int(d.st_mtime):
                 return
         self._writable(rel)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dest)
+        copy_file_atomically(src, dest)
 
     def copytree(self, rel: str, src: Path, skip=()) -> None:
         for dirpath, dirnames, filenames in os.walk(src, followlinks=True):
@@ -1026,16 +1024,15 @@ def _build(root: Path, folders: dict[str, OwnedFolder], jobs: int, clean: bool, 
     if not (out / "index.html").is_file():
         warnings.append("sphinx wrote no index.html")
     elif doctrees.is_dir():
-        stamp.write_text(conf_hash)
-        toc_stamp.write_text(toc_hash)
+        write_text_atomically(stamp, conf_hash)
+        write_text_atomically(toc_stamp, toc_hash)
     # raw-HTML <img src> etc. are not copied by Sphinx: put them where the pages expect them
     for rel in plan.html_assets:
         dest = out / rel
         if not site.owns(rel):
             warnings.append(f"{dest} was not written by the build; move it away")
             continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(plan.assets[rel], dest)
+        copy_file_atomically(plan.assets[rel], dest)
     site.seal()
     _prune_site(site, src)
     if not warnings:

@@ -28,6 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .atomic import copy_file_atomically, write_text_atomically
 from .cli import run_command
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -125,12 +126,13 @@ def init(dest, root=None) -> list[Path]:
     try:
         (tmp / "notebooks").mkdir()
         for name, nb in students.items():
-            (tmp / "notebooks" / name).write_text(
-                json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            write_text_atomically(tmp / "notebooks" / name,
+                                  json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
         for folder in COPIED_FOLDERS:
             if (root / folder).is_dir():
                 shutil.copytree(root / folder, tmp / folder,
-                                ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+                                ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"),
+                                copy_function=copy_file_atomically)
         _check_dest(dest)  # still free? (another process may have taken it meanwhile)
         os.replace(tmp, dest)  # atomic; replaces an empty folder, refuses a non-empty one
     except BaseException:

@@ -183,3 +183,48 @@ def test_patch_finder_finds_patches():
 def test_no_module_replaces_attributes_of_another(module):
     hits = _attribute_patches(MODULES[module].read_text(encoding="utf-8"))
     assert not hits, f"{module} assigns attributes of an imported module or class:\n" + "\n".join(hits)
+
+
+
+WRITE_MODES = set("wx")  # "a" (an append-only log, flushed per line) is fine
+
+
+def _direct_whole_file_writes(path: Path) -> list[str]:
+    """Calls in `path` that write or copy a whole file without minichinchilla/atomic.py."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+        owner = getattr(f.value, "id", "") if isinstance(f, ast.Attribute) else ""
+        args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        modes = args[1:] + [k.value.value for k in node.keywords
+                            if k.arg == "mode" and isinstance(k.value, ast.Constant)]
+        if name == "open" and args and args[0].startswith("/proc/"):
+            continue  # a kernel control file, not a file the package owns
+        if (name in ("write_text", "write_bytes")
+                or (name == "open" and any(set(m) & WRITE_MODES for m in modes))
+                or (owner == "shutil" and name in ("copy", "copy2", "copyfile"))
+                or (owner == "nbformat" and name == "write")):
+            found.append(f"line {node.lineno}: {ast.unparse(node)[:70]}")
+    return found
+
+
+def test_direct_write_finder_finds_direct_writes(tmp_path):
+    sample = tmp_path / "m.py"
+    sample.write_text("from pathlib import Path\nimport shutil\nPath('x').write_text('a')\n"
+                      "open('y', 'w')\nopen('log', 'a')\nopen('z', mode='wb')\nshutil.copy2('a', 'b')\n"
+                      "open('/proc/self/clear_refs', 'w')\n")
+    found = [hit.split(": ", 1)[1] for hit in _direct_whole_file_writes(sample)]
+    assert found == ["Path('x').write_text('a')", "open('y', 'w')", "open('z', mode='wb')",
+                     "shutil.copy2('a', 'b')"]
+
+
+def test_every_whole_file_goes_through_the_one_atomic_writer():
+    """Issue 11: one writer for whole files (minichinchilla/atomic.py: temp file, fsync, rename),
+    so a crash or Ctrl-C never leaves half a checkpoint, grades.csv, book page or student copy."""
+    offenders = [f"{path.relative_to(PACKAGE_DIR)}: {hit}"
+                 for path in sorted(PACKAGE_DIR.rglob("*.py")) if path.name != "atomic.py"
+                 for hit in _direct_whole_file_writes(path)]
+    assert not offenders, offenders

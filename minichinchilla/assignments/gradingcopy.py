@@ -19,6 +19,8 @@ import ast
 import shutil
 from pathlib import Path
 
+from ..atomic import write_text_atomically
+
 STUB_MESSAGE = ("removed from the grading copy: {name} is (or computes) what this assignment asks "
                 "you to write; write your own")
 
@@ -69,9 +71,9 @@ def make_grading_copy(dest, names, source=None):
         if removals:
             new = _rewrite(modules[path], trees[path], removals)
             compile(new, str(path), "exec")  # a broken copy must fail here, not in a notebook
-            path.write_text(new, encoding="utf-8")
+            write_text_atomically(path, new)
     for name in BLOCKED_IMPORTS:  # first on sys.path: `import torch` fails inside the sandbox
-        (dest / f"{name}.py").write_text(f"raise ImportError({BLOCKED_MESSAGE.format(name=name)!r})\n")
+        write_text_atomically(dest / f"{name}.py", f"raise ImportError({BLOCKED_MESSAGE.format(name=name)!r})\n")
         (dest / f"{name}.py").chmod(0o644)
     for p in [target, *target.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
