@@ -248,8 +248,11 @@ def _wait_for(cond, timeout, what):
 def _start_driver(tmp_path, executor):
     out = tmp_path / "r.jsonl"
     run_sweep([tiny()], out, workers=1, **QUIET)  # a row finished before, by another sweep
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(out), executor], env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The driver and its workers write to a file, not a pipe: nobody reads a pipe while the sweep
+    # runs, and once its 64 KiB buffer fills every writer blocks, so the sweep could never exit.
+    with open(tmp_path / "driver.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(out), executor], env=_env(),
+                                stdout=log, stderr=subprocess.STDOUT)
     return proc, out
 
 
@@ -268,7 +271,7 @@ def _interrupt_after_first_row(tmp_path, executor):
         if proc.poll() is None:
             proc.kill()
     rows = load_results(out)
-    return code, stopped_in, rows, proc.stdout.read()
+    return code, stopped_in, rows, (tmp_path / "driver.log").read_text()
 
 
 def _kill_9_while_running(tmp_path, executor):
@@ -311,9 +314,10 @@ def test_ctrl_c_on_the_command_line_exits_130_within_seconds(tmp_path):
     """The CLI path: `scaling sweep` on real design runs (minutes each), interrupted once its
     workers run: exit 130, 'interrupted' on stderr, no worker left, the lock released."""
     out = tmp_path / "r.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "minichinchilla", "scaling", "sweep", "--budgets", "2e11",
-                             "--sizes-per-budget", "3", "--seeds", "0", "--workers", "2", "--out", str(out)],
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(tmp_path / "err.log", "w") as err:  # a file: an unread pipe could block the sweep
+        proc = subprocess.Popen([sys.executable, "-m", "minichinchilla", "scaling", "sweep", "--budgets", "2e11",
+                                 "--sizes-per-budget", "3", "--seeds", "0", "--workers", "2", "--out", str(out)],
+                                env=_env(), stdout=subprocess.DEVNULL, stderr=err)
     try:
         _wait_for(lambda: len(_descendants(proc.pid)) >= 3, 60, "two workers")  # + the resource tracker
         time.sleep(2)
@@ -326,6 +330,6 @@ def test_ctrl_c_on_the_command_line_exits_130_within_seconds(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert code == 130 and "interrupted" in proc.stderr.read()
+    assert code == 130 and "interrupted" in (tmp_path / "err.log").read_text()
     with _OutputLock(out):  # released
         pass
