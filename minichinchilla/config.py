@@ -63,7 +63,7 @@ class TrainConfig:
     d_model: int = _field(128, "width of the residual stream")
     n_layers: int = _field(4, "transformer blocks")
     n_heads: int = _field(4, "attention heads (must divide d_model)")
-    d_ff: int | None = _field(None, "FFN width; none = 4 * d_model")
+    d_ff: int | None = _field(None, "FFN width; none = the activation's default (4 * d_model; swiglu: 8/3 * d_model, a multiple of 8)")
     norm: str = _field("layernorm")
     activation: str = _field("gelu")
     pos_encoding: str = _field("learned")

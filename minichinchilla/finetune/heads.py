@@ -24,7 +24,7 @@ import numpy as np
 
 from minichinchilla import tensor as ops
 from minichinchilla.backend import asarray, get_array_module
-from minichinchilla.nn import Linear, Module
+from minichinchilla.nn import INIT_STD, Linear, Module
 from minichinchilla.tensor import Tensor, no_grad
 
 POOLINGS = ("last", "mean")
@@ -94,7 +94,7 @@ class Head(Module):
     or "regress" (pooled, one number per row (B,)).
     """
 
-    def __init__(self, d_model, n_out, kind="classify", pooling="last", std=0.02, seed=0,
+    def __init__(self, d_model, n_out, kind="classify", pooling="last", std=INIT_STD, seed=0,
                  dtype="float32"):
         if kind not in HEAD_KINDS:
             raise ValueError(f"kind must be one of {HEAD_KINDS}, got {kind!r}")
