@@ -204,6 +204,13 @@ def _env():
     return env
 
 
+def _fresh_signals():
+    """In the child before exec: Ctrl-C delivered and handled by default, whatever signal mask or
+    SIGINT disposition the test process picked up from earlier tests (both are inherited)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _descendants(pid):
     """Pids of every live process below `pid` (Linux /proc)."""
     children = {}
@@ -252,7 +259,7 @@ def _start_driver(tmp_path, executor):
     # runs, and once its 64 KiB buffer fills every writer blocks, so the sweep could never exit.
     with open(tmp_path / "driver.log", "w") as log:
         proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(out), executor], env=_env(),
-                                stdout=log, stderr=subprocess.STDOUT)
+                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_fresh_signals)
     return proc, out
 
 
@@ -317,7 +324,8 @@ def test_ctrl_c_on_the_command_line_exits_130_within_seconds(tmp_path):
     with open(tmp_path / "err.log", "w") as err:  # a file: an unread pipe could block the sweep
         proc = subprocess.Popen([sys.executable, "-m", "minichinchilla", "scaling", "sweep", "--budgets", "2e11",
                                  "--sizes-per-budget", "3", "--seeds", "0", "--workers", "2", "--out", str(out)],
-                                env=_env(), stdout=subprocess.DEVNULL, stderr=err)
+                                env=_env(), stdout=subprocess.DEVNULL, stderr=err,
+                                preexec_fn=_fresh_signals)
     try:
         _wait_for(lambda: len(_descendants(proc.pid)) >= 3, 60, "two workers")  # + the resource tracker
         time.sleep(2)
