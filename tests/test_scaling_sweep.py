@@ -281,6 +281,15 @@ def _interrupt_after_first_row(tmp_path, executor):
     return code, stopped_in, rows, (tmp_path / "driver.log").read_text()
 
 
+def _check_interrupt_keeps_finished_rows(tmp_path, executor, limit_s):
+    """Ctrl-C once the first row is written: exit 130 within `limit_s`, and only the earlier row and
+    the crashed run's row in the file (no slow run finished or was written)."""
+    code, stopped_in, rows, output = _interrupt_after_first_row(tmp_path, executor)
+    assert code == 130, output
+    assert stopped_in < limit_s, stopped_in
+    assert [(r["d_model"], r["status"]) for r in rows] == [(16, "ok"), (18, "failed")]
+
+
 def _kill_9_while_running(tmp_path, executor):
     proc, out = _start_driver(tmp_path, executor)
     try:
@@ -300,11 +309,7 @@ def _kill_9_while_running(tmp_path, executor):
 def test_ctrl_c_cancels_queued_runs_stops_workers_and_keeps_finished_rows(tmp_path):
     """Before: shutdown(wait=True) waited for every queued run (minutes here). Now the two
     running workers are killed, the two queued runs cancelled, the rows written so far kept."""
-    code, stopped_in, rows, output = _interrupt_after_first_row(tmp_path, "process")
-    assert code == 130, output
-    assert stopped_in < 10, stopped_in
-    # the earlier row and the crashed run's row are kept; no slow run finished or was written
-    assert [(r["d_model"], r["status"]) for r in rows] == [(16, "ok"), (18, "failed")]
+    _check_interrupt_keeps_finished_rows(tmp_path, "process", limit_s=10)
 
 
 @pytest.mark.slow
